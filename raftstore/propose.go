@@ -1,0 +1,298 @@
+package raftstore
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/raft"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+)
+
+// applyTimeout bounds how long a proposal may wait to enter the leader's log.
+const applyTimeout = 5 * time.Second
+
+// leaderLoop reacts to leadership changes: on winning, apply a barrier so the
+// FSM holds everything earlier leaders committed (reads may then be served)
+// and reset lease deadlines; on losing, stop expiring leases.
+func (s *Server) leaderLoop() {
+	for {
+		select {
+		case <-s.stopCh:
+			return
+		case isLeader := <-s.raft.LeaderCh():
+			if isLeader {
+				s.log.Info("became leader", "term", s.raft.CurrentTerm())
+				if err := s.ensureReadReady(); err != nil {
+					s.log.Warn("leader barrier failed", "err", err)
+				}
+				s.lessor.promote()
+			} else {
+				s.log.Info("lost leadership")
+				s.lessor.demote()
+			}
+		}
+	}
+}
+
+// ensureReadReady makes sure this leader has applied a barrier in its current
+// term. raft's election no-op is not observable by the FSM, hence the barrier
+// (as Nomad and rqlite do).
+func (s *Server) ensureReadReady() error {
+	term := s.raft.CurrentTerm()
+	if s.readyTerm.Load() == term {
+		return nil
+	}
+	s.barrierMu.Lock()
+	defer s.barrierMu.Unlock()
+	if s.readyTerm.Load() == term {
+		return nil
+	}
+	if err := s.raft.Barrier(applyTimeout).Error(); err != nil {
+		return err
+	}
+	if s.raft.CurrentTerm() == term && s.raft.State() == raft.Leader {
+		s.readyTerm.Store(term)
+	}
+	return nil
+}
+
+// readIndex confirms leadership for a linearizable read and returns the FSM
+// index a replica must reach to serve it (Raft thesis §6.4, read-index): the
+// leader's FSM already holds every acknowledged write once it has applied its
+// term's barrier, and VerifyLeader proves no newer leader exists.
+func (s *Server) readIndex() (uint64, error) {
+	if s.raft.State() != raft.Leader {
+		return 0, raft.ErrNotLeader
+	}
+	if err := s.ensureReadReady(); err != nil {
+		return 0, err
+	}
+	term := s.raft.CurrentTerm()
+	idx := s.fsm.applied.Load()
+	if err := s.raft.VerifyLeader().Error(); err != nil {
+		return 0, err
+	}
+	if s.raft.CurrentTerm() != term || s.readyTerm.Load() != term {
+		return 0, raft.ErrLeadershipLost
+	}
+	return idx, nil
+}
+
+// linearizableBarrier returns once this member's FSM is up to date enough to
+// serve a linearizable read that started before the call.
+func (s *Server) linearizableBarrier(ctx context.Context) error {
+	for {
+		if s.raft.State() == raft.Leader {
+			_, err := s.readIndex()
+			if err == nil {
+				return nil
+			}
+			if !errors.Is(err, raft.ErrNotLeader) && !errors.Is(err, raft.ErrLeadershipLost) {
+				return toGRPCError(err)
+			}
+		}
+		leader, err := s.waitLeader(ctx)
+		if err != nil {
+			return err
+		}
+		if leader == s.id {
+			continue
+		}
+		idx, err := s.peers.readIndex(ctx, s.leaderAddr(leader))
+		if errors.Is(err, errPeerNotLeader) {
+			if err := sleepCtx(ctx, s.cfg.HeartbeatTimeout/10); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		return s.waitApplied(ctx, idx)
+	}
+}
+
+// waitApplied blocks until the FSM has applied index idx.
+func (s *Server) waitApplied(ctx context.Context, idx uint64) error {
+	for {
+		ch := s.fsm.appliedChanged()
+		if s.fsm.applied.Load() >= idx {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return rpctypes.ErrGRPCTimeoutWaitAppliedIndex
+		case <-s.stopCh:
+			return rpctypes.ErrGRPCStopped
+		}
+	}
+}
+
+// propose commits a command and returns its result. On the leader it goes
+// straight into the log; on a follower it is forwarded to the leader. A
+// command is re-sent only when it certainly did not enter a log (the target
+// said it was not the leader), so no write is ever applied twice.
+func (s *Server) propose(ctx context.Context, t msgType, req marshaler) (marshaler, error) {
+	cmd, err := encodeCommand(t, req)
+	if err != nil {
+		return nil, err
+	}
+	if len(cmd) > s.cfg.MaxRequestBytes+1 {
+		return nil, rpctypes.ErrGRPCRequestTooLarge
+	}
+	for {
+		if s.raft.State() == raft.Leader {
+			resp, err := s.applyLocal(cmd)
+			if !errors.Is(err, raft.ErrNotLeader) {
+				return resp, err
+			}
+		}
+		leader, err := s.waitLeader(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if leader == s.id {
+			continue
+		}
+		raw, err := s.peers.propose(ctx, s.leaderAddr(leader), cmd)
+		if errors.Is(err, errPeerNotLeader) {
+			// Nothing was appended anywhere: safe to retry with the new leader.
+			if err := sleepCtx(ctx, s.cfg.HeartbeatTimeout/10); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		resp, err := newResponse(t)
+		if err != nil {
+			return nil, err
+		}
+		if err := resp.Unmarshal(raw); err != nil {
+			return nil, err
+		}
+		return resp, nil
+	}
+}
+
+// applyLocal appends cmd on this member, which must lead. raft.ErrNotLeader is
+// returned untouched (the entry was not appended: the caller may forward it);
+// every other failure means the outcome is unknown.
+func (s *Server) applyLocal(cmd []byte) (marshaler, error) {
+	f := s.raft.Apply(cmd, applyTimeout)
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader):
+			return nil, err
+		case errors.Is(err, raft.ErrLeadershipLost):
+			return nil, rpctypes.ErrGRPCLeaderChanged
+		case errors.Is(err, raft.ErrEnqueueTimeout):
+			return nil, rpctypes.ErrGRPCTimeout
+		case errors.Is(err, raft.ErrRaftShutdown):
+			return nil, rpctypes.ErrGRPCStopped
+		}
+		return nil, toGRPCError(err)
+	}
+	res := f.Response().(applyResult)
+	if res.err != nil {
+		return nil, toGRPCError(res.err)
+	}
+	return res.resp, nil
+}
+
+// waitLeader returns the current leader's member ID, waiting (bounded by ctx
+// and an election's worth of time) while there is none.
+func (s *Server) waitLeader(ctx context.Context) (uint64, error) {
+	deadline := time.Now().Add(2*s.cfg.ElectionTimeout + 3*time.Second)
+	for {
+		if _, id := s.raft.LeaderWithID(); id != "" {
+			return parseServerID(id), nil
+		}
+		if time.Now().After(deadline) {
+			return 0, rpctypes.ErrGRPCNoLeader
+		}
+		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+			return 0, err
+		}
+		select {
+		case <-s.stopCh:
+			return 0, rpctypes.ErrGRPCStopped
+		default:
+		}
+	}
+}
+
+// leaderAddr is the peer address of member id as raft knows it.
+func (s *Server) leaderAddr(id uint64) string {
+	addr, lid := s.raft.LeaderWithID()
+	if parseServerID(lid) == id {
+		return string(addr)
+	}
+	return ""
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctxErr(ctx)
+	}
+}
+
+// ctxErr maps a finished context onto etcd's errors.
+func ctxErr(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return rpctypes.ErrGRPCDeadlineExceeded
+	}
+	return rpctypes.ErrGRPCCanceled
+}
+
+// header builds a response header for this member.
+func (s *Server) header(rev int64) *pb.ResponseHeader {
+	if rev == 0 {
+		rev = s.fsm.kv.Rev()
+	}
+	return &pb.ResponseHeader{ClusterId: s.clusterID, MemberId: s.id, Revision: rev, RaftTerm: s.raft.CurrentTerm()}
+}
+
+// publishLoop publishes this member's name and client URLs through the log
+// (as etcd members do at start), so every member can answer MemberList.
+func (s *Server) publishLoop() {
+	want := &pb.Member{ID: s.id, Name: s.cfg.Name, PeerURLs: []string{s.cfg.AdvertisePeerURL}, ClientURLs: s.cfg.AdvertiseClientURLs}
+	if len(want.ClientURLs) == 0 {
+		want.ClientURLs = s.cfg.ListenClientURLs
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		if have, ok := s.fsm.memberAttr(s.id); ok && sameMember(have, want) {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := s.propose(ctx, msgMemberAttr, want)
+		cancel()
+		if err == nil {
+			s.log.Info("published member attributes", "name", want.Name, "client_urls", want.ClientURLs)
+			continue
+		}
+		select {
+		case <-s.stopCh:
+			return
+		case <-time.After(backoff):
+		}
+		if backoff < 2*time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+func sameMember(a, b *pb.Member) bool {
+	return a.ID == b.ID && a.Name == b.Name && slices.Equal(a.PeerURLs, b.PeerURLs) && slices.Equal(a.ClientURLs, b.ClientURLs)
+}
