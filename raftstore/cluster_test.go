@@ -12,6 +12,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 )
 
@@ -142,7 +143,7 @@ func (c *testCluster) client(members ...int) *clientv3.Client {
 	for _, i := range members {
 		eps = append(eps, c.endpoint(i))
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, DialOptions: []grpc.DialOption{grpc.WithBlock()}, Logger: nil})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, DialOptions: []grpc.DialOption{grpc.WithBlock()}, Logger: zap.NewNop()})
 	if err != nil {
 		c.t.Fatalf("client: %v", err)
 	}

@@ -22,6 +22,8 @@ func toGRPCError(err error) error {
 		return err
 	}
 	switch {
+	case errors.Is(err, errPeerNotLeader), errors.Is(err, errPeerUnreachable):
+		return rpctypes.ErrGRPCTimeoutDueToConnectionLost
 	case errors.Is(err, mvcc.ErrCompacted):
 		return rpctypes.ErrGRPCCompacted
 	case errors.Is(err, mvcc.ErrFutureRev):

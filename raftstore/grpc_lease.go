@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"time"
 
 	"github.com/hashicorp/raft"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -72,6 +73,7 @@ func (l *leaseService) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest
 
 // renew restarts a lease's TTL on the leader, forwarding if needed.
 func (s *Server) renewLease(ctx context.Context, id int64) (int64, error) {
+	hold := time.Now().Add(s.holdTimeout())
 	for {
 		if s.raft.State() == raft.Leader {
 			ttl, err := s.lessor.renew(id)
@@ -90,14 +92,14 @@ func (s *Server) renewLease(ctx context.Context, id int64) (int64, error) {
 			continue
 		}
 		ttl, err := s.peers.leaseRenew(ctx, s.leaderAddr(leader), id)
-		if errors.Is(err, errPeerNotLeader) {
+		if retryable(err) && time.Now().Before(hold) {
 			// Renewals are idempotent: retrying is safe.
 			if err := sleepCtx(ctx, s.cfg.HeartbeatTimeout/10); err != nil {
 				return 0, err
 			}
 			continue
 		}
-		return ttl, err
+		return ttl, toGRPCError(err)
 	}
 }
 

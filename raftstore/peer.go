@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +33,10 @@ const peerService = "synod.raftstore.Peer"
 // errPeerNotLeader means the member asked is not the leader and did nothing:
 // the request may be sent to the real leader.
 var errPeerNotLeader = errors.New("raftstore: peer is not the leader")
+
+// errPeerUnreachable means the call could not even be sent (the peer could not
+// be dialled), so the request may be sent again, to the same or a new leader.
+var errPeerUnreachable = errors.New("raftstore: peer is unreachable")
 
 const notLeaderMsg = "synod: not the leader"
 
@@ -191,8 +196,16 @@ func (p *peerClients) call(ctx context.Context, addr, method string, in []byte) 
 	out := &wrapperspb.BytesValue{}
 	err = c.Invoke(ctx, "/"+peerService+"/"+method, &wrapperspb.BytesValue{Value: in}, out)
 	if err != nil {
-		if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition && st.Message() == notLeaderMsg {
-			return nil, errPeerNotLeader
+		if st, ok := status.FromError(err); ok {
+			if st.Code() == codes.FailedPrecondition && st.Message() == notLeaderMsg {
+				return nil, errPeerNotLeader
+			}
+			// grpc fails a call whose connection cannot be dialled before
+			// sending anything (the same condition its transparent retry
+			// relies on): the leader never saw it, so it may be re-sent.
+			if st.Code() == codes.Unavailable && strings.Contains(st.Message(), "while dialing") {
+				return nil, errPeerUnreachable
+			}
 		}
 		return nil, err
 	}

@@ -84,6 +84,7 @@ func (s *Server) readIndex() (uint64, error) {
 // linearizableBarrier returns once this member's FSM is up to date enough to
 // serve a linearizable read that started before the call.
 func (s *Server) linearizableBarrier(ctx context.Context) error {
+	hold := time.Now().Add(s.holdTimeout())
 	for {
 		if s.raft.State() == raft.Leader {
 			_, err := s.readIndex()
@@ -102,14 +103,14 @@ func (s *Server) linearizableBarrier(ctx context.Context) error {
 			continue
 		}
 		idx, err := s.peers.readIndex(ctx, s.leaderAddr(leader))
-		if errors.Is(err, errPeerNotLeader) {
+		if retryable(err) && time.Now().Before(hold) {
 			if err := sleepCtx(ctx, s.cfg.HeartbeatTimeout/10); err != nil {
 				return err
 			}
 			continue
 		}
 		if err != nil {
-			return err
+			return toGRPCError(err)
 		}
 		return s.waitApplied(ctx, idx)
 	}
@@ -144,6 +145,7 @@ func (s *Server) propose(ctx context.Context, t msgType, req marshaler) (marshal
 	if len(cmd) > s.cfg.MaxRequestBytes+1 {
 		return nil, rpctypes.ErrGRPCRequestTooLarge
 	}
+	hold := time.Now().Add(s.holdTimeout())
 	for {
 		if s.raft.State() == raft.Leader {
 			resp, err := s.applyLocal(cmd)
@@ -159,7 +161,7 @@ func (s *Server) propose(ctx context.Context, t msgType, req marshaler) (marshal
 			continue
 		}
 		raw, err := s.peers.propose(ctx, s.leaderAddr(leader), cmd)
-		if errors.Is(err, errPeerNotLeader) {
+		if retryable(err) && time.Now().Before(hold) {
 			// Nothing was appended anywhere: safe to retry with the new leader.
 			if err := sleepCtx(ctx, s.cfg.HeartbeatTimeout/10); err != nil {
 				return nil, err
@@ -167,7 +169,7 @@ func (s *Server) propose(ctx context.Context, t msgType, req marshaler) (marshal
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, toGRPCError(err)
 		}
 		resp, err := newResponse(t)
 		if err != nil {
@@ -178,6 +180,17 @@ func (s *Server) propose(ctx context.Context, t msgType, req marshaler) (marshal
 		}
 		return resp, nil
 	}
+}
+
+// holdTimeout bounds how long a request waits for a usable leader across
+// retries (Consul's RPCHoldTimeout plays the same part): long enough to ride
+// out an election, short enough to fail while the client still waits.
+func (s *Server) holdTimeout() time.Duration { return 2*s.cfg.ElectionTimeout + 3*time.Second }
+
+// retryable reports whether a forwarded request certainly did not reach a
+// leader's log, so that sending it again cannot apply it twice.
+func retryable(err error) bool {
+	return errors.Is(err, errPeerNotLeader) || errors.Is(err, errPeerUnreachable)
 }
 
 // applyLocal appends cmd on this member, which must lead. raft.ErrNotLeader is
@@ -208,7 +221,7 @@ func (s *Server) applyLocal(cmd []byte) (marshaler, error) {
 // waitLeader returns the current leader's member ID, waiting (bounded by ctx
 // and an election's worth of time) while there is none.
 func (s *Server) waitLeader(ctx context.Context) (uint64, error) {
-	deadline := time.Now().Add(2*s.cfg.ElectionTimeout + 3*time.Second)
+	deadline := time.Now().Add(s.holdTimeout())
 	for {
 		if _, id := s.raft.LeaderWithID(); id != "" {
 			return parseServerID(id), nil
