@@ -24,6 +24,7 @@ type Config struct {
 	AdvertiseClientURLs []string // --advertise-client-urls
 	ListenPeerURLs      []string // --listen-peer-urls: raft transport + forwarding
 	AdvertisePeerURL    string   // --initial-advertise-peer-urls (first one)
+	ListenMetricsURLs   []string // --listen-metrics-urls: /metrics, /health, /debug/pprof over HTTP
 
 	InitialCluster      []Member // --initial-cluster
 	InitialClusterState string   // --initial-cluster-state: "new" or "existing"

@@ -186,8 +186,10 @@ func (ws *watchStream) create(cr *pb.WatchCreateRequest) error {
 	w.cancel = cancel
 	ws.watchers[id] = w
 	ws.wg.Add(1)
+	ws.s.metrics.watchersCurrent.Inc()
 	go func() {
 		defer ws.wg.Done()
+		defer ws.s.metrics.watchersCurrent.Dec()
 		ws.run(ctx, w)
 	}()
 	return nil

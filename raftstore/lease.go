@@ -76,6 +76,7 @@ func (l *lessor) run() {
 				continue
 			}
 			l.s.log.Debug("lease expired", "lease", id)
+			l.s.metrics.leasesExpired.Inc()
 			l.mu.Lock()
 			delete(l.deadlines, id)
 			l.mu.Unlock()

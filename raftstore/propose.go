@@ -9,6 +9,8 @@ import (
 	"github.com/hashicorp/raft"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // applyTimeout bounds how long a proposal may wait to enter the leader's log.
@@ -23,6 +25,7 @@ func (s *Server) leaderLoop() {
 		case <-s.stopCh:
 			return
 		case isLeader := <-s.raft.LeaderCh():
+			s.metrics.leaderChanges.Inc()
 			if isLeader {
 				s.log.Info("became leader", "term", s.raft.CurrentTerm())
 				if err := s.ensureReadReady(); err != nil {
@@ -137,7 +140,8 @@ func (s *Server) waitApplied(ctx context.Context, idx uint64) error {
 // straight into the log; on a follower it is forwarded to the leader. A
 // command is re-sent only when it certainly did not enter a log (the target
 // said it was not the leader), so no write is ever applied twice.
-func (s *Server) propose(ctx context.Context, t msgType, req marshaler) (marshaler, error) {
+func (s *Server) propose(ctx context.Context, t msgType, req marshaler) (resp marshaler, err error) {
+	defer func() { s.metrics.observeProposal(t, err, isRejection(err)) }()
 	cmd, err := encodeCommand(t, req)
 	if err != nil {
 		return nil, err
@@ -160,6 +164,7 @@ func (s *Server) propose(ctx context.Context, t msgType, req marshaler) (marshal
 		if leader == s.id {
 			continue
 		}
+		s.metrics.forwarded.Inc()
 		raw, err := s.peers.propose(ctx, s.leaderAddr(leader), cmd)
 		if retryable(err) && time.Now().Before(hold) {
 			// Nothing was appended anywhere: safe to retry with the new leader.
@@ -180,6 +185,14 @@ func (s *Server) propose(ctx context.Context, t msgType, req marshaler) (marshal
 		}
 		return resp, nil
 	}
+}
+
+// isRejection tells a request the store applied and refused (a deterministic
+// error such as a missing lease) from one whose outcome is unknown.
+func isRejection(err error) bool {
+	st, ok := status.FromError(err)
+	return ok && err != nil && (st.Code() == codes.InvalidArgument || st.Code() == codes.NotFound ||
+		st.Code() == codes.OutOfRange || st.Code() == codes.FailedPrecondition)
 }
 
 // holdTimeout bounds how long a request waits for a usable leader across

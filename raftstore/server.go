@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,7 +44,9 @@ type Server struct {
 	clientLns []net.Listener
 	clientSrv *grpc.Server
 
-	lessor *lessor
+	lessor   *lessor
+	metrics  *metrics
+	httpSrvs []*http.Server
 
 	// readyTerm is the raft term in which this member, as leader, has applied
 	// a barrier: from then on its FSM holds every entry committed by earlier
@@ -124,6 +127,10 @@ func Open(cfg Config, logger *slog.Logger) (_ *Server, retErr error) {
 	}
 	s.peers = newPeerClients(s.mux)
 	s.lessor = newLessor(s)
+	s.metrics = newMetrics(s)
+	if err := s.serveMetrics(); err != nil {
+		return nil, err
+	}
 	s.peerSrv = s.newPeerGRPCServer()
 	go s.peerSrv.Serve(s.mux.grpc)
 	if err := s.serveClients(); err != nil {
@@ -250,6 +257,9 @@ func (s *Server) close() error {
 		}
 	}
 	close(s.stopCh)
+	for _, h := range s.httpSrvs {
+		h.Close()
+	}
 	if s.clientSrv != nil {
 		stopGRPC(s.clientSrv, 2*time.Second)
 	}
