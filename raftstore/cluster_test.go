@@ -19,12 +19,12 @@ import (
 // testCluster is a real multi-member raft cluster on loopback in this process:
 // real TCP peer ports, real raft-boltdb logs in temp dirs, real gRPC.
 type testCluster struct {
-	t       *testing.T
+	t       testing.TB
 	cfgs    []Config
 	servers []*Server
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -34,7 +34,7 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("SYNOD_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -42,7 +42,7 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 // newTestCluster starts n members; tweak may adjust every member's Config.
-func newTestCluster(t *testing.T, n int, tweak func(*Config)) *testCluster {
+func newTestCluster(t testing.TB, n int, tweak func(*Config)) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t}
 	var initial []Member
@@ -152,7 +152,7 @@ func (c *testCluster) client(members ...int) *clientv3.Client {
 }
 
 // testPoll retries f until it returns nil or timeout passes.
-func testPoll(t *testing.T, timeout time.Duration, f func() error) {
+func testPoll(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -167,7 +167,7 @@ func testPoll(t *testing.T, timeout time.Duration, f func() error) {
 	}
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
+func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
