@@ -84,7 +84,9 @@ func RestoreDataDir(snapshotFile, dataDir, name, peerURL, token string, initialC
 	}
 	const index, term = 1, 1
 	cfg := raft.Configuration{Servers: servers}
-	sink, err := snaps.Create(raft.SnapshotVersionMax, index, term, cfg, index, nil)
+	// Create encodes the legacy peer list through a transport; any will do.
+	_, trans := raft.NewInmemTransport("")
+	sink, err := snaps.Create(raft.SnapshotVersionMax, index, term, cfg, index, trans)
 	if err != nil {
 		return fmt.Errorf("create raft snapshot: %w", err)
 	}
