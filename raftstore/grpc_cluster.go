@@ -91,7 +91,7 @@ func (c *clusterService) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) 
 	if err != nil {
 		return nil, err
 	}
-	id := memberID(r.PeerURLs[0], c.s.cfg.ClusterToken)
+	id := memberID(r.PeerURLs[0])
 	for _, m := range ms {
 		if m.ID == id {
 			return nil, rpctypes.ErrGRPCMemberExist

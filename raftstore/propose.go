@@ -313,7 +313,7 @@ func (s *Server) publishLoop() {
 			return
 		case <-time.After(backoff):
 		}
-		if backoff < 2*time.Second {
+		if backoff < time.Second {
 			backoff *= 2
 		}
 	}

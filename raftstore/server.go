@@ -76,11 +76,19 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	return s.Close()
 }
 
-// memberID derives an etcd-style member ID from a peer URL and the cluster
-// token, so that every member computes the same ID for a peer (etcd hashes
-// the same inputs with sha1).
-func memberID(peerURL, token string) uint64 {
-	sum := sha256.Sum256([]byte(peerURL + "\x00" + token))
+// memberID derives an etcd-style member ID from a peer URL alone, so that
+// every member and every tool computes the same ID for a peer without
+// knowing anything else about the cluster (etcd also mixes in the cluster
+// token, which made a joining member started with another token a stranger
+// to its own cluster).
+func memberID(peerURL string) uint64 {
+	sum := sha256.Sum256([]byte(peerURL))
+	return binary.BigEndian.Uint64(sum[:8])
+}
+
+// clusterIDFor names the cluster in response headers, from its token.
+func clusterIDFor(token string) uint64 {
+	sum := sha256.Sum256([]byte("cluster\x00" + token))
 	return binary.BigEndian.Uint64(sum[:8])
 }
 
@@ -105,8 +113,8 @@ func Open(cfg Config, logger *slog.Logger) (_ *Server, retErr error) {
 	s := &Server{
 		cfg:       cfg,
 		log:       logger.With("member", cfg.Name),
-		id:        memberID(cfg.AdvertisePeerURL, cfg.ClusterToken),
-		clusterID: memberID("", cfg.ClusterToken),
+		id:        memberID(cfg.AdvertisePeerURL),
+		clusterID: clusterIDFor(cfg.ClusterToken),
 		fsm:       newFSM(),
 		stopCh:    make(chan struct{}),
 		removedCh: make(chan struct{}),
@@ -228,7 +236,7 @@ func (s *Server) openRaft() error {
 			if err != nil {
 				return err
 			}
-			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: serverID(memberID(m.PeerURL, s.cfg.ClusterToken)), Address: raft.ServerAddress(addr)})
+			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: serverID(memberID(m.PeerURL)), Address: raft.ServerAddress(addr)})
 		}
 		// Every member bootstraps with the same configuration; raft copes
 		// with the identical bootstraps racing.

@@ -34,10 +34,9 @@ func (s *Server) writeEtcdSnapshot(w io.Writer) (int64, error) {
 // file, like `etcdutl snapshot restore`: every member of the new cluster
 // restores the same file with the same initial cluster, and starts from an
 // identical raft snapshot at index 1. dataDir must not hold raft state.
+// token is accepted for symmetry with etcdutl's flags; member IDs derive from
+// peer URLs alone.
 func RestoreDataDir(snapshotFile, dataDir, name, peerURL, token string, initialCluster []Member, skipHashCheck bool) error {
-	if token == "" {
-		token = Config{}.WithDefaults().ClusterToken
-	}
 	snap, err := etcdsnap.Read(snapshotFile, skipHashCheck)
 	if err != nil {
 		return fmt.Errorf("read snapshot %s: %w", snapshotFile, err)
@@ -55,7 +54,7 @@ func RestoreDataDir(snapshotFile, dataDir, name, peerURL, token string, initialC
 				return fmt.Errorf("--initial-cluster gives %s=%s but --initial-advertise-peer-urls is %s", m.Name, m.PeerURL, peerURL)
 			}
 		}
-		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: serverID(memberID(m.PeerURL, token)), Address: raft.ServerAddress(host)})
+		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: serverID(memberID(m.PeerURL)), Address: raft.ServerAddress(host)})
 	}
 	if !found {
 		return fmt.Errorf("--initial-cluster does not include --name %q", name)
