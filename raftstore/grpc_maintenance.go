@@ -133,7 +133,14 @@ func hashView(v mvcc.View, rev int64) (uint32, int64, error) {
 
 // Snapshot streams the state as an etcd-layout bbolt file followed by its
 // sha256, so `etcdctl snapshot save/status/restore` accept it.
+//
+// Unlike etcd, which streams whatever its local backend holds, the member
+// first catches up with the leader (a read-index barrier), so a snapshot taken
+// after a write was acknowledged contains it, whichever member serves it.
 func (m *maintenanceService) Snapshot(_ *pb.SnapshotRequest, stream pb.Maintenance_SnapshotServer) error {
+	if err := m.s.linearizableBarrier(stream.Context()); err != nil {
+		return err
+	}
 	f, err := os.CreateTemp(m.s.cfg.DataDir, "snapshot-stream-*.db")
 	if err != nil {
 		return status.Errorf(codes.Internal, "snapshot: %v", err)
