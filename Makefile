@@ -1,0 +1,40 @@
+# synod: build, test and run a local cluster. `make test` is the one test
+# command (README and .ci/run use it); `make up` starts a 3-master cluster.
+
+GO ?= go
+
+# Debian packages the tests and tools need. etcd-server and etcd-client give
+# the reference etcd and etcdctl the compatibility tests run against.
+# containerd, runc, iptables, busybox-static and iproute2 are not used yet:
+# later issues (node agent, pod networking, chaos) need them.
+APT_PACKAGES := etcd-client etcd-server containerd runc iptables busybox-static iproute2
+
+.PHONY: deps build vet test up clean
+
+# deps installs only what is missing, so it is quick on a prepared machine.
+deps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+		dpkg -s $$p 2>/dev/null | grep -q '^Status: install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "deps: all apt packages installed"; exit 0; fi; \
+	echo "deps: installing$$missing"; \
+	sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update && \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing
+
+build:
+	$(GO) build -o synod .
+
+vet:
+	$(GO) vet ./...
+
+# Plain (not -race) to stay within the time budget on two cores.
+test: deps vet
+	$(GO) test -race=false -count=1 -timeout 20m ./...
+
+up: build
+	./synod up --masters 3 --dir .cluster
+
+clean:
+	rm -rf synod .cluster
