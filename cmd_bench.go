@@ -1,0 +1,173 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"synod/internal/bench"
+)
+
+func benchCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "bench",
+		Usage:  "benchmark synod (against etcd)",
+		Action: requireSubcommand,
+		Subcommands: []*cli.Command{{
+			Name:  "kv",
+			Usage: "measure put and get throughput and latency of synod and etcd clusters",
+			UsageText: "synod bench kv [--clients 1,16,64] [--keys N] [--value-size BYTES] [--duration D | --ops N]\n" +
+				"               [--targets synod,etcd] [--masters N] [--dir DIR] [--json FILE] [--markdown FILE]\n" +
+				"               [--endpoints URLS]\n\n" +
+				"Starts a cluster of each target in turn on loopback (etcd from --etcd-binary, if installed),\n" +
+				"runs a put, a linearizable get and a serializable get phase at each concurrency level, and\n" +
+				"prints ops/s, p50 and p99 per phase and the synod/etcd ratios as a Markdown table.\n" +
+				"With --endpoints it benchmarks an already-running cluster instead. With CI=true a missing\n" +
+				"etcd is an error.",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "clients", Value: "1,16,64", Usage: "comma-separated concurrency levels; each client has its own connection"},
+				&cli.IntFlag{Name: "keys", Value: 10000, Usage: "number of distinct keys"},
+				&cli.IntFlag{Name: "value-size", Value: 256, Usage: "bytes per value"},
+				&cli.DurationFlag{Name: "duration", Value: 5 * time.Second, Usage: "length of each phase"},
+				&cli.IntFlag{Name: "ops", Usage: "requests per phase, instead of --duration"},
+				&cli.StringFlag{Name: "targets", Value: "synod,etcd", Usage: "comma-separated targets to launch, in order: synod, etcd"},
+				&cli.IntFlag{Name: "masters", Value: 3, Usage: "members per launched cluster"},
+				&cli.StringFlag{Name: "dir", Usage: "parent of the temporary data dir, removed at the end (default: $TMPDIR or /tmp)"},
+				&cli.StringFlag{Name: "json", Usage: "also write the results as JSON to `FILE`"},
+				&cli.StringFlag{Name: "markdown", Usage: "also write the Markdown table to `FILE`"},
+				&cli.StringFlag{Name: "endpoints", Usage: "comma-separated client URLs of a running cluster to benchmark instead of launching one; --targets then only labels it"},
+				&cli.StringFlag{Name: "etcd-binary", Value: bench.DefaultEtcdBinary, Usage: "etcd binary for the etcd target"},
+			},
+			Action: runBenchKV,
+		}},
+	}
+}
+
+func runBenchKV(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageError(c, "takes no arguments, got %q", c.Args().Slice())
+	}
+	clients, err := benchParseInts(c.String("clients"))
+	if err != nil {
+		return usageError(c, "bad --clients: %v", err)
+	}
+	if c.IsSet("duration") && c.IsSet("ops") {
+		return usageError(c, "give --duration or --ops, not both")
+	}
+	o := bench.Options{
+		Clients:     clients,
+		Keys:        c.Int("keys"),
+		ValueSize:   c.Int("value-size"),
+		Duration:    c.Duration("duration"),
+		Ops:         c.Int("ops"),
+		Masters:     c.Int("masters"),
+		Dir:         c.String("dir"),
+		EtcdBinary:  c.String("etcd-binary"),
+		RequireEtcd: os.Getenv("CI") == "true",
+		Endpoints:   benchSplitList(c.String("endpoints")),
+		Logger:      logger(c),
+		Progress:    c.App.ErrWriter,
+	}
+	switch {
+	case o.Ops > 0:
+		o.Duration = 0
+	case c.IsSet("ops"):
+		return usageError(c, "--ops must be > 0")
+	case o.Duration <= 0:
+		return usageError(c, "--duration must be > 0")
+	}
+	if o.Keys < 1 || o.ValueSize < 0 || o.Masters < 1 {
+		return usageError(c, "--keys and --masters must be ≥ 1 and --value-size ≥ 0")
+	}
+	if len(o.Endpoints) == 0 || c.IsSet("targets") {
+		o.Targets = benchSplitList(c.String("targets"))
+	}
+	if len(o.Endpoints) == 0 {
+		for _, t := range o.Targets {
+			if t != bench.TargetSynod && t != bench.TargetEtcd {
+				return usageError(c, "bad --targets: unknown target %q (want synod, etcd)", t)
+			}
+		}
+		if len(o.Targets) == 0 {
+			return usageError(c, "--targets is empty")
+		}
+		if o.SynodBinary, err = os.Executable(); err != nil {
+			return runtimeError(c, fmt.Errorf("find the synod binary: %w", err))
+		}
+	} else if len(o.Targets) > 1 {
+		return usageError(c, "with --endpoints, --targets takes one name (a label for the results)")
+	}
+
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, runErr := bench.Run(ctx, o)
+	if rep != nil && len(rep.Results) > 0 {
+		md := rep.Markdown()
+		if runErr != nil {
+			md += "\n(incomplete: the run stopped early)\n"
+		}
+		fmt.Fprint(c.App.Writer, "\n"+md)
+		if err := benchWriteOutputs(c, rep, md); err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	if runErr != nil {
+		if errors.Is(runErr, ctx.Err()) && ctx.Err() != nil {
+			return cli.Exit(fmt.Sprintf("%s: interrupted; every started process was stopped", c.Command.HelpName), 1)
+		}
+		return runtimeError(c, runErr)
+	}
+	return nil
+}
+
+func benchWriteOutputs(c *cli.Context, rep *bench.Report, md string) error {
+	if path := c.String("markdown"); path != "" {
+		if err := os.WriteFile(path, []byte(md), 0o644); err != nil {
+			return err
+		}
+	}
+	if path := c.String("json"); path != "" {
+		b, err := rep.JSON()
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// benchParseInts parses "1,16,64".
+func benchParseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range benchSplitList(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive integer", f)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("empty list")
+	}
+	return out, nil
+}
+
+// benchSplitList splits a comma-separated list, dropping blanks.
+func benchSplitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
