@@ -1,13 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
-	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 func memberCommand() *cli.Command {
@@ -70,7 +72,7 @@ func memberList(c *cli.Context) error {
 	return nil
 }
 
-func printMembers(c *cli.Context, members []*etcdserverpb.Member) {
+func printMembers(c *cli.Context, members []*pb.Member) {
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tNAME\tPEER URLS\tCLIENT URLS\tLEARNER")
 	for _, m := range members {
@@ -172,26 +174,27 @@ func memberID(c *cli.Context) (uint64, error) {
 }
 
 func memberRemove(c *cli.Context) error {
-	id, err := memberID(c)
-	if err != nil {
-		return err
-	}
-	ec, eps, err := connect(c)
-	if err != nil {
-		return err
-	}
-	defer ec.Close()
-	ctx, cancel := commandContext(c)
-	defer cancel()
-	resp, err := ec.MemberRemove(ctx, id)
-	if err != nil {
-		return requestError(c, eps, err)
-	}
-	fmt.Fprintf(c.App.Writer, "Member %x removed from cluster %x\n", id, resp.Header.ClusterId)
-	return nil
+	return memberChange(c, "removed from", func(ctx context.Context, ec *clientv3.Client, id uint64) (*pb.ResponseHeader, error) {
+		resp, err := ec.MemberRemove(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return resp.Header, nil
+	})
 }
 
 func memberPromote(c *cli.Context) error {
+	return memberChange(c, "promoted in", func(ctx context.Context, ec *clientv3.Client, id uint64) (*pb.ResponseHeader, error) {
+		resp, err := ec.MemberPromote(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return resp.Header, nil
+	})
+}
+
+// memberChange runs one membership change on the member ID argument.
+func memberChange(c *cli.Context, done string, change func(context.Context, *clientv3.Client, uint64) (*pb.ResponseHeader, error)) error {
 	id, err := memberID(c)
 	if err != nil {
 		return err
@@ -203,10 +206,10 @@ func memberPromote(c *cli.Context) error {
 	defer ec.Close()
 	ctx, cancel := commandContext(c)
 	defer cancel()
-	resp, err := ec.MemberPromote(ctx, id)
+	hdr, err := change(ctx, ec, id)
 	if err != nil {
 		return requestError(c, eps, err)
 	}
-	fmt.Fprintf(c.App.Writer, "Member %x promoted in cluster %x\n", id, resp.Header.ClusterId)
+	fmt.Fprintf(c.App.Writer, "Member %x %s cluster %x\n", id, done, hdr.ClusterId)
 	return nil
 }
