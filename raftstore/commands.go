@@ -89,3 +89,35 @@ func newResponse(t msgType) (interface {
 	}
 	return nil, fmt.Errorf("unknown message type %d", byte(t))
 }
+
+// validateCommand checks that a command received from a peer decodes, before
+// it enters the log: the FSM panics on an entry it cannot decode, so a
+// malformed forward must be refused here rather than replicated.
+func validateCommand(cmd []byte) error {
+	if len(cmd) == 0 {
+		return fmt.Errorf("empty command")
+	}
+	var m interface{ Unmarshal([]byte) error }
+	switch msgType(cmd[0]) {
+	case msgPut:
+		m = &pb.PutRequest{}
+	case msgDeleteRange:
+		m = &pb.DeleteRangeRequest{}
+	case msgTxn:
+		m = &pb.TxnRequest{}
+	case msgCompact:
+		m = &pb.CompactionRequest{}
+	case msgLeaseGrant:
+		m = &pb.LeaseGrantRequest{}
+	case msgLeaseRevoke:
+		m = &pb.LeaseRevokeRequest{}
+	case msgMemberAttr:
+		m = &pb.Member{}
+	default:
+		return fmt.Errorf("unknown message type %d", cmd[0])
+	}
+	if err := m.Unmarshal(cmd[1:]); err != nil {
+		return fmt.Errorf("malformed %s command: %w", msgType(cmd[0]), err)
+	}
+	return nil
+}

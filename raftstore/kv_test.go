@@ -240,3 +240,19 @@ func TestBadInput(t *testing.T) {
 		}
 	}
 }
+
+func TestMalformedForwardIsRefusedNotReplicated(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	leader := c.waitLeader(5 * time.Second)
+	follower := c.servers[(leader+1)%3]
+	ctx := ctxT(t, 10*time.Second)
+	addr, _ := c.servers[leader].raft.LeaderWithID()
+	for _, cmd := range [][]byte{{byte(msgPut), 0xff, 0xff, 0xff}, {0x7f, 1, 2}, {}} {
+		if _, err := follower.peers.propose(ctx, string(addr), cmd); err == nil {
+			t.Fatalf("leader accepted malformed command %x", cmd)
+		}
+	}
+	if _, err := c.client(0).Put(ctx, "still", "alive"); err != nil {
+		t.Fatalf("cluster after malformed forwards: %v", err)
+	}
+}

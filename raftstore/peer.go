@@ -94,10 +94,7 @@ func notLeaderStatus() error { return status.Error(codes.FailedPrecondition, not
 
 // peerPropose applies a forwarded command if this member leads.
 func (s *Server) peerPropose(_ context.Context, cmd []byte) ([]byte, error) {
-	if len(cmd) == 0 {
-		return nil, status.Error(codes.InvalidArgument, "empty command")
-	}
-	if _, err := newResponse(msgType(cmd[0])); err != nil {
+	if err := validateCommand(cmd); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	if s.raft.State() != raft.Leader {
