@@ -53,6 +53,8 @@ func masterCommand() *cli.Command {
 			&cli.IntFlag{Name: "heartbeat-interval", EnvVars: []string{"ETCD_HEARTBEAT_INTERVAL"}, Value: int(raftstore.DefaultHeartbeatTimeout / time.Millisecond), Usage: "raft heartbeat interval in ms"},
 			&cli.IntFlag{Name: "election-timeout", EnvVars: []string{"ETCD_ELECTION_TIMEOUT"}, Value: int(raftstore.DefaultElectionTimeout / time.Millisecond), Usage: "raft election timeout in ms"},
 			&cli.Uint64Flag{Name: "snapshot-count", EnvVars: []string{"ETCD_SNAPSHOT_COUNT"}, Value: raftstore.DefaultSnapshotThreshold, Usage: "committed entries that trigger a snapshot"},
+			etcdString("auto-compaction-mode", "periodic", "\"periodic\" (retention is a duration) or \"revision\" (retention is a count)"),
+			etcdString("auto-compaction-retention", "0", "history to keep: e.g. 1h, 30m or 1 (hours) in periodic mode, 10000 in revision mode; 0 disables"),
 			&cli.BoolFlag{Name: "allow-even-cluster", Usage: "allow an even-sized --initial-cluster (not recommended)"},
 		},
 		Action: runMaster,
@@ -97,6 +99,9 @@ func masterConfig(c *cli.Context) (raftstore.Config, error) {
 		HeartbeatTimeout:    time.Duration(c.Int("heartbeat-interval")) * time.Millisecond,
 		ElectionTimeout:     time.Duration(c.Int("election-timeout")) * time.Millisecond,
 		SnapshotThreshold:   c.Uint64("snapshot-count"),
+
+		AutoCompactionMode:      c.String("auto-compaction-mode"),
+		AutoCompactionRetention: c.String("auto-compaction-retention"),
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = name + ".synod"

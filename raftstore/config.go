@@ -56,6 +56,11 @@ type Config struct {
 
 	// MaxRequestBytes bounds one request (etcd: 1.5 MiB).
 	MaxRequestBytes int
+
+	// AutoCompactionMode and AutoCompactionRetention are etcd's flags of the
+	// same names; an empty or zero retention disables auto-compaction.
+	AutoCompactionMode      string
+	AutoCompactionRetention string
 }
 
 // Defaults tuned for a LAN: fail over well under two seconds while staying
@@ -81,7 +86,8 @@ func (c Config) WithDefaults() Config {
 		c.ElectionTimeout = DefaultElectionTimeout
 	}
 	if c.LeaderLeaseTimeout == 0 {
-		c.LeaderLeaseTimeout = DefaultLeaderLeaseTimeout
+		// raft requires lease <= heartbeat timeout.
+		c.LeaderLeaseTimeout = min(DefaultLeaderLeaseTimeout, c.HeartbeatTimeout/2)
 	}
 	if c.CommitTimeout == 0 {
 		c.CommitTimeout = DefaultCommitTimeout
@@ -154,6 +160,9 @@ func (c Config) Validate() error {
 	}
 	if !found {
 		return fmt.Errorf("--initial-cluster does not include this member's --name %q", c.Name)
+	}
+	if _, err := parseCompaction(c.AutoCompactionMode, c.AutoCompactionRetention); err != nil {
+		return err
 	}
 	if c.ElectionTimeout < c.HeartbeatTimeout {
 		return fmt.Errorf("election timeout (%s) must be >= heartbeat timeout (%s)", c.ElectionTimeout, c.HeartbeatTimeout)

@@ -148,6 +148,9 @@ func Open(cfg Config, logger *slog.Logger) (_ *Server, retErr error) {
 	s.goLoop(s.lessor.run)
 	s.goLoop(s.publishLoop)
 	s.goLoop(s.watchRemoval)
+	if p, _ := parseCompaction(cfg.AutoCompactionMode, cfg.AutoCompactionRetention); p.period > 0 || p.revisions > 0 {
+		s.goLoop(func() { s.compactLoop(p) })
+	}
 	s.log.Info("member started", "id", fmt.Sprintf("%016x", s.id), "peer", cfg.AdvertisePeerURL, "clients", strings.Join(cfg.ListenClientURLs, ","))
 	return s, nil
 }
