@@ -9,7 +9,7 @@ GO ?= go
 # later issues (node agent, pod networking, chaos) need them.
 APT_PACKAGES := etcd-client etcd-server containerd runc iptables busybox-static iproute2
 
-.PHONY: deps build vet test up clean
+.PHONY: deps build vet test up bench clean
 
 # deps installs only what is missing, so it is quick on a prepared machine.
 deps:
@@ -35,6 +35,10 @@ test: deps vet
 
 up: build
 	./synod up --masters 3 --dir .cluster
+
+# The synod-vs-etcd KV benchmark (about 2 minutes; not part of `make test`).
+bench: deps build
+	./synod bench kv
 
 clean:
 	rm -rf synod .cluster
