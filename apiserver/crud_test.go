@@ -1,0 +1,66 @@
+package apiserver
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+func TestConfigMapCRUDAndConflicts(t *testing.T) {
+	api := newTestAPI(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cms := api.client.CoreV1().ConfigMaps("default")
+	cm, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "c1", Labels: map[string]string{"app": "x"}}, Data: map[string]string{"a": "1"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cm.UID == "" || cm.ResourceVersion == "" || cm.CreationTimestamp.IsZero() {
+		t.Fatalf("server-owned metadata missing: %+v", cm.ObjectMeta)
+	}
+	if _, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "c1"}}, metav1.CreateOptions{}); !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("duplicate create: %v", err)
+	}
+	cm.Data["a"] = "2"
+	upd, err := cms.Update(ctx, cm, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); !apierrors.IsConflict(err) {
+		t.Fatalf("stale update: %v, want 409 Conflict", err)
+	}
+	p, err := cms.Patch(ctx, "c1", types.MergePatchType, []byte(`{"data":{"b":"3"}}`), metav1.PatchOptions{})
+	if err != nil || p.Data["b"] != "3" || p.Data["a"] != "2" {
+		t.Fatalf("merge patch: %v %v", p, err)
+	}
+	sp, err := cms.Patch(ctx, "c1", types.StrategicMergePatchType, []byte(`{"metadata":{"labels":{"tier":"web"}}}`), metav1.PatchOptions{})
+	if err != nil || sp.Labels["tier"] != "web" || sp.Labels["app"] != "x" {
+		t.Fatalf("strategic patch: %v %v", sp, err)
+	}
+	jp, err := cms.Patch(ctx, "c1", types.JSONPatchType, []byte(`[{"op":"remove","path":"/data/b"}]`), metav1.PatchOptions{})
+	if err != nil || jp.Data["b"] != "" {
+		t.Fatalf("json patch: %v %v", jp, err)
+	}
+	list, err := cms.List(ctx, metav1.ListOptions{LabelSelector: "app=x"})
+	if err != nil || len(list.Items) != 1 || list.ResourceVersion == "" {
+		t.Fatalf("list by label: %v %v", list, err)
+	}
+	if _, err := cms.List(ctx, metav1.ListOptions{FieldSelector: "spec.bogus=1"}); !apierrors.IsBadRequest(err) {
+		t.Fatalf("unknown field selector: %v, want 400", err)
+	}
+	if err := cms.Delete(ctx, "c1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cms.Get(ctx, "c1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("get after delete: %v", err)
+	}
+	if _, err := api.client.CoreV1().ConfigMaps("nope").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("create in a missing namespace: %v, want 404", err)
+	}
+	_ = upd
+}
