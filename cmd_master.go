@@ -20,7 +20,7 @@ import (
 
 // runStore runs one master's store; non-const so tests can capture the
 // Config instead of starting a store.
-var runStore = raftstore.Run
+var runStore = runMasterServices
 
 // evenClusterAdvice explains why --initial-cluster refuses an even size.
 const evenClusterAdvice = "an even number of voters tolerates no more failures than one fewer " +
@@ -55,6 +55,14 @@ func masterCommand() *cli.Command {
 			&cli.Uint64Flag{Name: "snapshot-count", EnvVars: []string{"ETCD_SNAPSHOT_COUNT"}, Value: raftstore.DefaultSnapshotThreshold, Usage: "committed entries that trigger a snapshot"},
 			etcdString("auto-compaction-mode", "periodic", "\"periodic\" (retention is a duration) or \"revision\" (retention is a count)"),
 			etcdString("auto-compaction-retention", "0", "history to keep: e.g. 1h, 30m or 1 (hours) in periodic mode, 10000 in revision mode; 0 disables"),
+			&cli.IntFlag{Name: "secure-port", Value: 6443, Usage: "HTTPS port of the Kubernetes API (0 turns it off)"},
+			&cli.StringFlag{Name: "bind-address", Value: "127.0.0.1", Usage: "address the Kubernetes API listens on (0.0.0.0 for all)"},
+			&cli.StringFlag{Name: "tls-cert-file", Usage: "Kubernetes API serving certificate (default: issued from the CA in --pki-dir)"},
+			&cli.StringFlag{Name: "tls-private-key-file", Usage: "key of --tls-cert-file"},
+			&cli.StringFlag{Name: "client-ca-file", Usage: "CA that signs client certificates (CN = user, O = groups) (default: the CA in --pki-dir)"},
+			&cli.StringFlag{Name: "token-auth-file", Usage: "static bearer tokens, Kubernetes' CSV format: token,user,uid,\"group1,group2\""},
+			&cli.StringFlag{Name: "pki-dir", Usage: "CA directory used when certificate files are not given; an admin.kubeconfig is written there (default \"<data-dir>/pki\")"},
+			&cli.StringFlag{Name: "service-cluster-ip-range", Value: "10.96.0.0/12", Usage: "CIDR that Service cluster IPs are allocated from"},
 			&cli.BoolFlag{Name: "allow-even-cluster", Usage: "allow an even-sized --initial-cluster (not recommended)"},
 		},
 		Action: runMaster,
@@ -80,7 +88,16 @@ func runMaster(c *cli.Context) error {
 	defer stop()
 	log.Info("starting master", "data-dir", cfg.DataDir, "client-urls", cfg.ListenClientURLs,
 		"peer-url", cfg.AdvertisePeerURL, "initial-cluster-state", cfg.InitialClusterState, "members", len(cfg.InitialCluster))
-	err = runStore(ctx, cfg, log)
+	api := apiOptions{securePort: c.Int("secure-port"), bindAddress: c.String("bind-address"), tlsCert: c.String("tls-cert-file"),
+		tlsKey: c.String("tls-private-key-file"), clientCA: c.String("client-ca-file"), tokenFile: c.String("token-auth-file"),
+		pkiDir: c.String("pki-dir"), serviceCIDR: c.String("service-cluster-ip-range")}
+	if api.securePort < 0 || api.securePort > 65535 {
+		return usageError(c, "--secure-port %d is not a port", api.securePort)
+	}
+	if (api.tlsCert == "") != (api.tlsKey == "") {
+		return usageError(c, "--tls-cert-file and --tls-private-key-file go together")
+	}
+	err = runStore(ctx, cfg, api, log)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return runtimeError(c, err)
 	}

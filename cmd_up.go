@@ -49,7 +49,7 @@ func runUp(c *cli.Context) error {
 	default:
 		return usageError(c, "--masters %d: want 1, 3, 5 or 7 (an even count tolerates no more failures than one fewer)", n)
 	}
-	if p := c.Int("base-port"); p < 0 || p > 65535-2*n {
+	if p := c.Int("base-port"); p < 0 || p > 65535-3*n {
 		return usageError(c, "--base-port %d out of range", p)
 	}
 	bin, err := os.Executable()
@@ -68,9 +68,11 @@ func runUp(c *cli.Context) error {
 		ExtraArgs: extra,
 		BasePort:  c.Int("base-port"),
 		Logger:    log,
+		API:       true,
 	}
 	if e := c.String("etcd-binary"); e != "" {
 		opts.Command = launch.EtcdCommand(e)
+		opts.API = false
 		opts.ExtraArgs = c.Args().Slice()
 	}
 
@@ -104,14 +106,21 @@ func printUpSummary(w io.Writer, cl *launch.Cluster) {
 	ms := cl.Masters()
 	fmt.Fprintf(w, "synod up: %d master(s) started from %s\n\n", len(ms), cl.Dir())
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPID\tCLIENT URL\tPEER URL\tLOG")
+	fmt.Fprintln(tw, "NAME\tPID\tCLIENT URL\tPEER URL\tAPI URL\tLOG")
 	for _, m := range ms {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", m.Name, m.PID, m.ClientURL, m.PeerURL, m.LogFile)
+		api := m.APIURL
+		if api == "" {
+			api = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", m.Name, m.PID, m.ClientURL, m.PeerURL, api, m.LogFile)
 	}
 	tw.Flush()
 	eps := strings.Join(cl.Endpoints(), ",")
 	fmt.Fprintf(w, "\nCluster state: %s\n", cl.StateFile())
 	fmt.Fprintf(w, "Reach it with:\n  ETCDCTL_API=3 etcdctl --endpoints=%s endpoint status -w table\n", eps)
+	if len(ms) > 0 && ms[0].APIURL != "" {
+		fmt.Fprintf(w, "  kubectl --kubeconfig %s get namespaces\n", cl.KubeconfigPath())
+	}
 	fmt.Fprintf(w, "  synod status --cluster-file %s\n", cl.StateFile())
 	fmt.Fprintf(w, "\nPress Ctrl-C to stop the masters.\n")
 }

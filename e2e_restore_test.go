@@ -49,7 +49,8 @@ func startMasterProcess(t *testing.T, logFile string, args ...string) *exec.Cmd 
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(synodBinary, append([]string{"master"}, args...)...)
+	// No Kubernetes API unless asked: the default port 6443 would clash.
+	cmd := exec.Command(synodBinary, append([]string{"master", "--secure-port", "0"}, args...)...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

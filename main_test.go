@@ -108,7 +108,7 @@ func TestMasterConfig(t *testing.T) {
 	var got raftstore.Config
 	orig := runStore
 	t.Cleanup(func() { runStore = orig })
-	runStore = func(ctx context.Context, cfg raftstore.Config, _ *slog.Logger) error {
+	runStore = func(ctx context.Context, cfg raftstore.Config, _ apiOptions, _ *slog.Logger) error {
 		got = cfg
 		return nil
 	}
@@ -147,7 +147,7 @@ func TestMasterConfig(t *testing.T) {
 		t.Fatalf("--allow-even-cluster: exit %d: %s", code, errOut)
 	}
 
-	runStore = func(context.Context, raftstore.Config, *slog.Logger) error { return os.ErrPermission }
+	runStore = func(context.Context, raftstore.Config, apiOptions, *slog.Logger) error { return os.ErrPermission }
 	if code, _, errOut = runCLI(t, "master"); code != 1 || !strings.Contains(errOut, "permission denied") {
 		t.Fatalf("failing store: exit %d, %q; want 1", code, errOut)
 	}

@@ -136,7 +136,10 @@ func prepareCreate(obj runtime.Object, req *request) (metav1.Object, error) {
 	m.SetResourceVersion("")
 	m.SetDeletionTimestamp(nil)
 	m.SetDeletionGracePeriodSeconds(nil)
-	m.SetGeneration(1)
+	m.SetGeneration(0)
+	if structField(obj, "Spec").IsValid() {
+		m.SetGeneration(1) // generation counts spec changes
+	}
 	return m, nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"synod/internal/pki"
 	"time"
 )
 
@@ -42,6 +43,11 @@ type Options struct {
 	Restart   bool     // restart masters that die (not before Start returns)
 	ExtraArgs []string // appended to every master's args
 	Logger    *slog.Logger
+
+	// API runs the Kubernetes API on every master (a third port each), with
+	// certificates from a CA in Dir/pki, and writes an admin kubeconfig to
+	// Dir/kubeconfig. Without it synod masters run with --secure-port 0.
+	API bool
 
 	// BasePort, when non-zero, fixes the ports: master i (from 0) listens
 	// for clients on BasePort+2i and for peers on BasePort+2i+1, so
@@ -70,7 +76,8 @@ type Master struct {
 	PeerURL   string   `json:"peer_url"`
 	DataDir   string   `json:"data_dir"`
 	LogFile   string   `json:"log_file"`
-	Args      []string `json:"args,omitempty"` // argv after the binary, starting with "master"
+	APIURL    string   `json:"api_url,omitempty"` // the Kubernetes API, with Options.API
+	Args      []string `json:"args,omitempty"`    // argv after the binary, starting with "master"
 
 	Running  bool   `json:"-"`
 	Restarts int    `json:"-"` // times the master was started after its first start
@@ -176,10 +183,21 @@ func Start(ctx context.Context, o Options) (_ *Cluster, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	if prev != nil {
-		return c, c.startExisting(ctx, prev)
+	if o.API {
+		// One CA for the whole cluster, made before any master can race to.
+		if _, err := pki.EnsureCA(c.pkiDir()); err != nil {
+			return nil, fmt.Errorf("launch: cluster CA: %w", err)
+		}
 	}
-	return c, c.startFresh(ctx)
+	if prev != nil {
+		err = c.startExisting(ctx, prev)
+	} else {
+		err = c.startFresh(ctx)
+	}
+	if err == nil && o.API {
+		err = c.writeKubeconfig()
+	}
+	return c, err
 }
 
 // startExisting restarts the masters named by a previous cluster.json.
@@ -189,7 +207,10 @@ func (c *Cluster) startExisting(ctx context.Context, prev *state) error {
 			filepath.Join(c.dir, StateFile), len(prev.Masters), c.opts.Masters)
 	}
 	for _, pm := range prev.Masters {
-		for _, u := range []string{pm.ClientURL, pm.PeerURL} {
+		for _, u := range []string{pm.ClientURL, pm.PeerURL, pm.APIURL} {
+			if u == "" {
+				continue
+			}
 			if err := checkFree(u); err != nil {
 				return fmt.Errorf("launch: %s: %w (is another cluster running from %s?)", pm.Name, err, c.dir)
 			}
@@ -212,11 +233,15 @@ func (c *Cluster) startFresh(ctx context.Context) error {
 			return err
 		}
 		proto := make([]Master, c.opts.Masters)
+		per := c.portsPerMaster()
 		for i := range proto {
 			proto[i] = Master{
 				Name:      fmt.Sprintf("m%d", i+1),
-				ClientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
-				PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
+				ClientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[per*i]),
+				PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[per*i+1]),
+			}
+			if c.opts.API {
+				proto[i].APIURL = fmt.Sprintf("https://127.0.0.1:%d", ports[per*i+2])
 			}
 		}
 		c.setMembers(c.layout(proto))
@@ -261,6 +286,7 @@ func (c *Cluster) layout(proto []Master) []*member {
 			Name:      p.Name,
 			ClientURL: p.ClientURL,
 			PeerURL:   p.PeerURL,
+			APIURL:    p.APIURL,
 			DataDir:   filepath.Join(c.dir, p.Name),
 			LogFile:   filepath.Join(c.dir, p.Name+".log"),
 		}
@@ -274,7 +300,8 @@ func (c *Cluster) layout(proto []Master) []*member {
 			"--initial-cluster", initial,
 			"--initial-cluster-state", "new",
 			"--initial-cluster-token", "synod-up",
-		}, c.opts.ExtraArgs...)
+		}, c.apiArgs(m)...)
+		m.Args = append(m.Args, c.opts.ExtraArgs...)
 		members[i] = &member{Master: m}
 	}
 	return members

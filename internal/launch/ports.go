@@ -42,7 +42,7 @@ var pickPorts = func(n int) ([]int, error) {
 // ports returns client and peer ports for every master, interleaved:
 // [client0, peer0, client1, peer1, ...].
 func (c *Cluster) ports() ([]int, error) {
-	n := 2 * c.opts.Masters
+	n := c.portsPerMaster() * c.opts.Masters
 	if c.opts.BasePort == 0 {
 		return pickPorts(n)
 	}

@@ -15,8 +15,9 @@ import (
 
 // state is the content of cluster.json.
 type state struct {
-	Masters   []Master `json:"masters"`
-	Endpoints string   `json:"endpoints"` // comma-separated client URLs, for --endpoints
+	Masters    []Master `json:"masters"`
+	Endpoints  string   `json:"endpoints"`            // comma-separated client URLs, for --endpoints
+	Kubeconfig string   `json:"kubeconfig,omitempty"` // admin kubeconfig, with Options.API
 }
 
 // ReadState reads a cluster.json written by a Cluster, for tools that reach a
@@ -75,6 +76,9 @@ func (c *Cluster) writeState() {
 		eps[i] = m.ClientURL
 	}
 	st.Endpoints = strings.Join(eps, ",")
+	if c.opts.API {
+		st.Kubeconfig = filepath.Join(c.dir, KubeconfigFile)
+	}
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err == nil {
 		err = writeFileAtomic(filepath.Join(c.dir, StateFile), append(b, '\n'))

@@ -1,0 +1,64 @@
+package launch
+
+import (
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"time"
+
+	"synod/internal/pki"
+)
+
+// KubeconfigFile is the admin kubeconfig Start writes under Dir with
+// Options.API.
+const KubeconfigFile = "kubeconfig"
+
+func (c *Cluster) portsPerMaster() int {
+	if c.opts.API {
+		return 3
+	}
+	return 2
+}
+
+// pkiDir holds the cluster's CA, shared by every master.
+func (c *Cluster) pkiDir() string { return filepath.Join(c.dir, "pki") }
+
+// apiArgs are the apiserver flags of one synod master.
+func (c *Cluster) apiArgs(m Master) []string {
+	if c.opts.Command != nil {
+		return nil // not synod (e.g. etcd): no apiserver flags
+	}
+	if !c.opts.API || m.APIURL == "" {
+		return []string{"--secure-port", "0"}
+	}
+	u, err := url.Parse(m.APIURL)
+	if err != nil {
+		return []string{"--secure-port", "0"}
+	}
+	return []string{"--secure-port", u.Port(), "--pki-dir", c.pkiDir()}
+}
+
+// writeKubeconfig issues an admin client certificate (group system:masters)
+// from the cluster CA and writes Dir/kubeconfig pointing at the first master.
+func (c *Cluster) writeKubeconfig() error {
+	ms := c.Masters()
+	if len(ms) == 0 || ms[0].APIURL == "" {
+		return nil
+	}
+	ca, err := pki.EnsureCA(c.pkiDir())
+	if err != nil {
+		return fmt.Errorf("launch: cluster CA: %w", err)
+	}
+	certPEM, keyPEM, err := ca.IssueClient("admin", []string{"system:masters"}, 365*24*time.Hour)
+	if err != nil {
+		return fmt.Errorf("launch: admin certificate: %w", err)
+	}
+	if err := pki.WriteKubeconfig(c.KubeconfigPath(), ms[0].APIURL, ca.CertPEM(), certPEM, keyPEM, "admin"); err != nil {
+		return fmt.Errorf("launch: %w", err)
+	}
+	c.writeState()
+	return nil
+}
+
+// KubeconfigPath is where the admin kubeconfig is (with Options.API).
+func (c *Cluster) KubeconfigPath() string { return filepath.Join(c.dir, KubeconfigFile) }
