@@ -93,8 +93,18 @@ func TestAPIBadInput(t *testing.T) {
 			t.Errorf("%s: %d %s/%s, want %d %s; body %.300s", tc.name, code, st.Kind, st.Reason, tc.code, tc.reason, raw)
 		}
 	}
+	// An invalid object is a 422 naming the field.
+	pod := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"Bad_Name"},"spec":{"containers":[{"name":"c"}]}}`
+	code, st, raw := call(t, admin, "POST", api+"/api/v1/namespaces/default/pods", "application/json", []byte(pod))
+	fields := map[string]bool{}
+	for _, c := range st.Details.Causes {
+		fields[c.Field] = true
+	}
+	if code != 422 || st.Reason != "Invalid" || !fields["metadata.name"] || !fields["spec.containers[0].image"] {
+		t.Fatalf("invalid pod: %d %+v\n%s", code, st, raw)
+	}
 	// A stale update is a 409 Conflict.
-	code, _, raw := call(t, admin, "POST", cms, "application/json", []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"data":{"v":"1"}}`))
+	code, _, raw = call(t, admin, "POST", cms, "application/json", []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"data":{"v":"1"}}`))
 	if code != 201 {
 		t.Fatalf("create: %d %s", code, raw)
 	}
@@ -117,13 +127,15 @@ func TestAPIBadInput(t *testing.T) {
 	if code, st, _ := call(t, apiClient(t, pkiDir, ""), "GET", cms, "", nil); code != 401 || st.Reason != "Unauthorized" {
 		t.Fatalf("anonymous: %d %+v", code, st)
 	}
-	code, st, _ := call(t, apiClient(t, pkiDir, "alice"), "GET", cms, "", nil)
+	code, st, _ = call(t, apiClient(t, pkiDir, "alice"), "GET", cms, "", nil)
 	if code != 403 || st.Reason != "Forbidden" || !strings.Contains(st.Message, `User "alice" cannot list resource "configmaps" in API group "" in the namespace "default"`) {
 		t.Fatalf("alice without a binding: %d %+v", code, st)
 	}
 	// Nothing of the rejected requests reached the store.
 	code, _, raw = call(t, admin, "GET", cms, "", nil)
-	var list struct{ Items []struct{ Metadata struct{ Name string } } }
+	var list struct {
+		Items []struct{ Metadata struct{ Name string } }
+	}
 	json.Unmarshal([]byte(raw), &list)
 	if code != 200 || len(list.Items) != 1 || list.Items[0].Metadata.Name != "c" {
 		t.Fatalf("configmaps after bad input: %d %s", code, raw)

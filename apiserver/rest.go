@@ -20,10 +20,13 @@ import (
 // hooks are the kind-specific parts of request handling, kept apart from the
 // generic REST flow.
 type hooks struct {
-	table          func(kind string, objs []runtime.Object, now time.Time) (*metav1.Table, error)
-	defaults       func(runtime.Object)
-	validateCreate func(runtime.Object) field.ErrorList
-	validateUpdate func(obj, old runtime.Object) field.ErrorList
+	table    func(kind string, objs []runtime.Object, now time.Time) (*metav1.Table, error)
+	defaults func(runtime.Object)
+	// prepareForUpdate copies what an update may leave out (a service's
+	// cluster IP, say) from the stored object, before defaulting.
+	prepareForUpdate func(obj, old runtime.Object)
+	validateCreate   func(runtime.Object) field.ErrorList
+	validateUpdate   func(obj, old runtime.Object) field.ErrorList
 }
 
 // serveResource handles one parsed resource request.
@@ -259,6 +262,9 @@ func (s *Server) update(ctx context.Context, r *http.Request, req *request, obj 
 		if specChanged(obj, old) {
 			m.SetGeneration(om.GetGeneration() + 1)
 		}
+	}
+	if s.hooks.prepareForUpdate != nil {
+		s.hooks.prepareForUpdate(obj, old)
 	}
 	if s.hooks.defaults != nil {
 		s.hooks.defaults(obj)
