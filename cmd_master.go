@@ -30,7 +30,7 @@ const evenClusterAdvice = "an even number of voters tolerates no more failures t
 func masterCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "master",
-		Usage:     "run one master: a member of the replicated etcd-compatible store",
+		Usage:     "run one master: a member of the replicated store, serving the etcd and Kubernetes APIs",
 		UsageText: "synod master [flags]  (flag names and meanings follow etcd's)",
 		Flags: []cli.Flag{
 			etcdString("name", "default", "human-readable name of this member"),

@@ -236,4 +236,18 @@ func TestKubectlAgainstEveryMaster(t *testing.T) {
 	if out := k(m1, "auth", "can-i", "delete", "nodes"); strings.TrimSpace(out) != "yes" {
 		t.Fatalf("auth can-i for admin: %q", out)
 	}
+	// synod kubeconfig makes credentials for another user; RBAC holds them back.
+	bobCfg, code := runSynod(t, "kubeconfig", "--cluster-file", c.Dir(), "--user", "bob", "--group", "dev")
+	if code != 0 {
+		t.Fatalf("synod kubeconfig: exit %d: %s", code, bobCfg)
+	}
+	bobFile := filepath.Join(dir, "bob.kubeconfig")
+	os.WriteFile(bobFile, []byte(bobCfg), 0o600)
+	bob := exec.Command(requireTool(t, "kubectl"), "--kubeconfig", bobFile, "get", "pods")
+	if out, err := bob.CombinedOutput(); err == nil || !strings.Contains(string(out), `User "bob" cannot list resource "pods" in API group "" in the namespace "default"`) {
+		t.Fatalf("bob without a binding: %v\n%s", err, out)
+	}
+	if out, _ := exec.Command(requireTool(t, "kubectl"), "--kubeconfig", bobFile, "auth", "can-i", "list", "pods").CombinedOutput(); strings.TrimSpace(string(out)) != "no" {
+		t.Fatalf("auth can-i for bob: %q", out)
+	}
 }

@@ -53,6 +53,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			statusCommand(),
 			snapshotCommand(),
 			benchCommand(),
+			kubeconfigCommand(),
 		},
 		Action: requireSubcommand,
 		// Errors are printed and turned into exit codes by exitCode, not

@@ -23,9 +23,18 @@ import (
 	"synod/apiserver/resource"
 )
 
-// admitCreate is NamespaceLifecycle: namespaced objects need an existing
-// namespace that is not terminating.
+// defaultTolerationSeconds is how long a pod stays on a node that is not
+// ready or unreachable before the node controller evicts it.
+const defaultTolerationSeconds = int64(300)
+
+// admitCreate runs the admission steps of a create: DefaultTolerationSeconds
+// (pods tolerate not-ready and unreachable nodes for 300 s unless they say
+// otherwise), then NamespaceLifecycle (namespaced objects need an existing
+// namespace that is not terminating).
 func (s *Server) admitCreate(ctx context.Context, req *request, obj runtime.Object) error {
+	if pod, ok := obj.(*corev1.Pod); ok {
+		addDefaultTolerations(pod)
+	}
 	if !req.res.Namespaced {
 		return nil
 	}
@@ -241,3 +250,21 @@ func (s *Server) bootstrap(ctx context.Context, log *slog.Logger) error {
 }
 
 var _ = resource.Resource{}
+
+// addDefaultTolerations is Kubernetes' DefaultTolerationSeconds admission.
+func addDefaultTolerations(pod *corev1.Pod) {
+	for _, key := range []string{corev1.TaintNodeNotReady, corev1.TaintNodeUnreachable} {
+		found := false
+		for _, t := range pod.Spec.Tolerations {
+			if (t.Key == key || t.Key == "") && (t.Effect == corev1.TaintEffectNoExecute || t.Effect == "") &&
+				(t.Operator == corev1.TolerationOpExists || t.Key == key) {
+				found = true
+			}
+		}
+		if !found {
+			secs := defaultTolerationSeconds
+			pod.Spec.Tolerations = append(pod.Spec.Tolerations, corev1.Toleration{Key: key, Operator: corev1.TolerationOpExists,
+				Effect: corev1.TaintEffectNoExecute, TolerationSeconds: &secs})
+		}
+	}
+}

@@ -64,3 +64,66 @@ func TestConfigMapCRUDAndConflicts(t *testing.T) {
 	}
 	_ = upd
 }
+
+func TestPodAdmissionAndBinding(t *testing.T) {
+	api := newTestAPI(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pods := api.client.CoreV1().Pods("default")
+	pod, err := pods.Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "web-"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pod.Name) != len("web-")+5 || pod.Status.Phase != corev1.PodPending || pod.Spec.SchedulerName != "default-scheduler" {
+		t.Fatalf("created pod: name %q phase %q scheduler %q", pod.Name, pod.Status.Phase, pod.Spec.SchedulerName)
+	}
+	tol := map[string]int64{}
+	for _, tl := range pod.Spec.Tolerations {
+		if tl.TolerationSeconds != nil {
+			tol[tl.Key] = *tl.TolerationSeconds
+		}
+	}
+	if tol["node.kubernetes.io/not-ready"] != 300 || tol["node.kubernetes.io/unreachable"] != 300 {
+		t.Fatalf("default tolerations missing: %+v", pod.Spec.Tolerations)
+	}
+	b := &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: pod.Name}, Target: corev1.ObjectReference{Kind: "Node", Name: "n1"}}
+	if err := pods.Bind(ctx, b, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pods.Bind(ctx, b, metav1.CreateOptions{}); !apierrors.IsConflict(err) {
+		t.Fatalf("second binding: %v, want Conflict", err)
+	}
+	got, _ := pods.Get(ctx, pod.Name, metav1.GetOptions{})
+	if got.Spec.NodeName != "n1" {
+		t.Fatalf("bound pod nodeName %q", got.Spec.NodeName)
+	}
+	// Status writes change only status; main writes leave status alone.
+	got.Status.Phase = corev1.PodRunning
+	got.Spec.ActiveDeadlineSeconds = nil
+	st, err := pods.UpdateStatus(ctx, got, metav1.UpdateOptions{})
+	if err != nil || st.Status.Phase != corev1.PodRunning {
+		t.Fatalf("update status: %v %v", st, err)
+	}
+	st.Status.Phase = corev1.PodFailed
+	st.Labels = map[string]string{"x": "y"}
+	main, err := pods.Update(ctx, st, metav1.UpdateOptions{})
+	if err != nil || main.Status.Phase != corev1.PodRunning || main.Labels["x"] != "y" {
+		t.Fatalf("main update changed status or dropped labels: %v %v", main, err)
+	}
+	// A bound pod is deleted gracefully: it gets a deletionTimestamp first.
+	if err := pods.Delete(ctx, pod.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	del, err := pods.Get(ctx, pod.Name, metav1.GetOptions{})
+	if err != nil || del.DeletionTimestamp == nil || del.DeletionGracePeriodSeconds == nil || *del.DeletionGracePeriodSeconds != 30 {
+		t.Fatalf("graceful delete: %v %v", del, err)
+	}
+	zero := int64(0)
+	if err := pods.Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pods.Get(ctx, pod.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("after delete with grace 0: %v", err)
+	}
+}
