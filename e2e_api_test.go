@@ -123,6 +123,12 @@ func TestAPIBadInput(t *testing.T) {
 	if code, st := upd("3"); code != 409 || st.Reason != "Conflict" || !strings.Contains(st.Message, "the object has been modified") {
 		t.Fatalf("stale update: %d %+v", code, st)
 	}
+	// Health and version need no credentials; everything else does.
+	for _, p := range []string{"/healthz", "/readyz", "/livez", "/version"} {
+		if code, _, raw := call(t, apiClient(t, pkiDir, ""), "GET", api+p, "", nil); code != 200 {
+			t.Fatalf("anonymous %s: %d %s", p, code, raw)
+		}
+	}
 	// No credentials: 401. A user without any binding: 403 with Kubernetes' words.
 	if code, st, _ := call(t, apiClient(t, pkiDir, ""), "GET", cms, "", nil); code != 401 || st.Reason != "Unauthorized" {
 		t.Fatalf("anonymous: %d %+v", code, st)

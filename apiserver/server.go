@@ -145,6 +145,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // verb and resource for metrics.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) (string, string) {
 	user, groups := "", []string(nil)
+	switch r.URL.Path {
+	case "/healthz", "/livez", "/readyz", "/version":
+		// Public health and version, as kube-apiserver's
+		// system:public-info-viewer role grants to unauthenticated callers.
+		if r.URL.Path == "/version" && s.extra != nil && s.extra(w, r) {
+			return "get", ""
+		}
+		if r.URL.Path != "/version" {
+			s.serveHealth(w, r)
+			return "get", ""
+		}
+	}
 	if s.auth != nil {
 		u, g, ok, err := s.auth.Authenticate(r)
 		if err != nil || !ok {
