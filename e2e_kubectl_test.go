@@ -159,23 +159,7 @@ func TestKubectlAgainstEveryMaster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	watch := exec.CommandContext(ctx, requireTool(t, "kubectl"), "--kubeconfig", c.KubeconfigPath(), "--server", m2, "get", "pods", "--watch", "--output-watch-events")
-	stdout, _ := watch.StdoutPipe()
-	if err := watch.Start(); err != nil {
-		t.Fatal(err)
-	}
-	seen := make(chan string, 1)
-	go func() {
-		buf := make([]byte, 4096)
-		acc := ""
-		for {
-			n, err := stdout.Read(buf)
-			acc += string(buf[:n])
-			if strings.Contains(acc, "MODIFIED") || err != nil {
-				seen <- acc
-				return
-			}
-		}
-	}()
+	seen := startUntil(t, watch, "MODIFIED")
 	// Label through m0 until the watch on m2 reports it (it may not have
 	// started watching when the first label lands).
 	var got string

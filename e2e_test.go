@@ -217,23 +217,7 @@ func checkEtcdctl(t *testing.T, c *launch.Cluster) {
 	}
 	pcmd := exec.CommandContext(ctx, requireTool(t, "etcdctl"), "--endpoints="+last[0], "watch", "--prefix", "live/")
 	pcmd.Env = append(os.Environ(), "ETCDCTL_API=3")
-	pout, _ := pcmd.StdoutPipe()
-	if err := pcmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 1)
-	go func() {
-		b := make([]byte, 256)
-		acc := ""
-		for {
-			n, err := pout.Read(b)
-			acc += string(b[:n])
-			if strings.Contains(acc, "live/x") || err != nil {
-				lines <- acc
-				return
-			}
-		}
-	}()
+	lines := startUntil(t, pcmd, "live/x")
 	// The watch is live once etcdctl has connected; keep putting until it reports.
 	var seen string
 	for seen == "" {
@@ -557,4 +541,31 @@ func TestSIGTERMHandsLeadershipOver(t *testing.T) {
 	if !strings.Contains(string(log), "handed leadership over") {
 		t.Fatalf("the leader's log does not show a leadership handover:\n%s", log)
 	}
+}
+
+// startUntil starts cmd and returns a channel that receives its stdout once
+// that contains marker (or the output ends). The caller stops cmd.
+func startUntil(t *testing.T, cmd *exec.Cmd, marker string) <-chan string {
+	t.Helper()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 4096)
+		acc := ""
+		for {
+			n, err := out.Read(buf)
+			acc += string(buf[:n])
+			if strings.Contains(acc, marker) || err != nil {
+				ch <- acc
+				return
+			}
+		}
+	}()
+	return ch
 }
