@@ -39,7 +39,11 @@ func (s *Server) admitCreate(ctx context.Context, req *request, obj runtime.Obje
 		return nil
 	}
 	nsRes := s.resources["/v1/namespaces"]
-	nsObj, err := s.store.get(ctx, nsRes, "", req.namespace)
+	nsObj, err := s.store.getLocal(ctx, nsRes, "", req.namespace)
+	if apierrors.IsNotFound(err) {
+		// Maybe created a moment ago through another master: ask the leader.
+		nsObj, err = s.store.get(ctx, nsRes, "", req.namespace)
+	}
 	if apierrors.IsNotFound(err) {
 		return apierrors.NewNotFound(nsRes.GVR().GroupResource(), req.namespace)
 	}

@@ -101,7 +101,18 @@ func storeError(err error) error {
 }
 
 func (s *storage) get(ctx context.Context, res resource.Resource, ns, name string) (runtime.Object, error) {
-	resp, err := s.kv.Get(ctx, objectKey(res, ns, name))
+	return s.getWith(ctx, res, ns, name)
+}
+
+// getLocal reads from this master's replica without a read-index round trip:
+// fresh to within replication lag, like the informer caches kube-apiserver's
+// admission plugins read from.
+func (s *storage) getLocal(ctx context.Context, res resource.Resource, ns, name string) (runtime.Object, error) {
+	return s.getWith(ctx, res, ns, name, clientv3.WithSerializable())
+}
+
+func (s *storage) getWith(ctx context.Context, res resource.Resource, ns, name string, opts ...clientv3.OpOption) (runtime.Object, error) {
+	resp, err := s.kv.Get(ctx, objectKey(res, ns, name), opts...)
 	if err != nil {
 		return nil, storeError(err)
 	}

@@ -69,7 +69,7 @@ const (
 	DefaultHeartbeatTimeout   = 500 * time.Millisecond
 	DefaultElectionTimeout    = 500 * time.Millisecond
 	DefaultLeaderLeaseTimeout = 250 * time.Millisecond
-	DefaultCommitTimeout      = 10 * time.Millisecond
+	DefaultCommitTimeout      = 5 * time.Millisecond
 	DefaultSnapshotThreshold  = 8192
 	DefaultTrailingLogs       = 10240
 	DefaultSnapshotInterval   = 30 * time.Second
