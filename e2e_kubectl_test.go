@@ -220,6 +220,12 @@ func TestKubectlAgainstEveryMaster(t *testing.T) {
 	if out := k(m1, "auth", "can-i", "delete", "nodes"); strings.TrimSpace(out) != "yes" {
 		t.Fatalf("auth can-i for admin: %q", out)
 	}
+	// A typo in a manifest is refused (kubectl asks for strict field validation).
+	typo := filepath.Join(dir, "typo.yaml")
+	os.WriteFile(typo, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\ndataa:\n  a: \"1\"\n"), 0o644)
+	if out, err := kubectlOn(t, c, m2, "", "create", "-f", typo); err == nil || !strings.Contains(out, `unknown field "dataa"`) {
+		t.Fatalf("create with an unknown field: %v\n%s", err, out)
+	}
 	// synod kubeconfig makes credentials for another user; RBAC holds them back.
 	bobCfg, code := runSynod(t, "kubeconfig", "--cluster-file", c.Dir(), "--user", "bob", "--group", "dev")
 	if code != 0 {

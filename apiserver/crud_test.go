@@ -2,6 +2,9 @@ package apiserver
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,5 +128,27 @@ func TestPodAdmissionAndBinding(t *testing.T) {
 	}
 	if _, err := pods.Get(ctx, pod.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("after delete with grace 0: %v", err)
+	}
+}
+
+func TestUnknownFieldsFollowFieldValidation(t *testing.T) {
+	api := newTestAPI(t)
+	body := `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"typo"},"dataa":{"a":"1"}}`
+	post := func(validation string) (int, string, string) {
+		req, _ := http.NewRequest("POST", api.http.URL+"/api/v1/namespaces/default/configmaps?fieldValidation="+validation, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Warning"), string(b)
+	}
+	if code, _, b := post("Strict"); code != 400 || !strings.Contains(b, `unknown field \"dataa\"`) {
+		t.Fatalf("Strict: %d %s", code, b)
+	}
+	if code, warn, b := post("Warn"); code != 201 || !strings.Contains(warn, "dataa") {
+		t.Fatalf("Warn: %d warning %q %s", code, warn, b)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/kubernetes/scheme"
 )
 
@@ -79,10 +80,28 @@ func readBody(r *http.Request) ([]byte, error) {
 	return data, nil
 }
 
-// decodeObject decodes a JSON or YAML body into a new object of the
-// resource's kind, refusing other kinds.
-func decodeObject(data []byte, want schema.GroupVersionKind, into runtime.Object) error {
-	obj, gvk, err := scheme.Codecs.UniversalDeserializer().Decode(data, &want, into)
+// strictCodecs decode like scheme.Codecs but also report unknown and
+// duplicate fields (as errors that still carry the decoded object).
+var strictCodecs = serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict)
+
+// decodeObject decodes a JSON, YAML or protobuf body into a new object of the
+// resource's kind, refusing other kinds. Unknown or duplicate fields follow
+// the request's fieldValidation: Strict fails (as kubectl asks), Warn
+// (the default) answers with a Warning header, Ignore drops them silently.
+func decodeObject(w http.ResponseWriter, r *http.Request, data []byte, want schema.GroupVersionKind, into runtime.Object) error {
+	obj, gvk, err := strictCodecs.UniversalDeserializer().Decode(data, &want, into)
+	if err != nil && runtime.IsStrictDecodingError(err) {
+		switch r.URL.Query().Get("fieldValidation") {
+		case "Strict":
+			return apierrors.NewBadRequest(fmt.Sprintf("%s in version %q cannot be handled as a %s: %v", want.Kind, want.Version, want.Kind, err))
+		case "Ignore":
+		default:
+			for _, msg := range strictMessages(err) {
+				w.Header().Add("Warning", fmt.Sprintf("299 - %q", msg))
+			}
+		}
+		err = nil
+	}
 	if err != nil {
 		return apierrors.NewBadRequest(fmt.Sprintf("the body of the request was in an unknown format or malformed: %v", err))
 	}
@@ -129,4 +148,17 @@ func decodeAny(data []byte, into runtime.Object) error {
 		}
 	}
 	return nil
+}
+
+func strictMessages(err error) []string {
+	var out []string
+	if se, ok := runtime.AsStrictDecodingError(err); ok {
+		for _, e := range se.Errors() {
+			out = append(out, e.Error())
+		}
+	}
+	if len(out) == 0 {
+		out = []string{err.Error()}
+	}
+	return out
 }

@@ -53,9 +53,9 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, req *requ
 		s.serveWatch(w, r, req)
 		return
 	case req.verb == "create":
-		out, code, err = s.create(ctx, r, req)
+		out, code, err = s.create(ctx, w, r, req)
 	case req.verb == "update":
-		out, code, err = s.replace(ctx, r, req)
+		out, code, err = s.replace(ctx, w, r, req)
 	case req.verb == "patch":
 		out, err = s.patch(ctx, r, req)
 	case req.verb == "delete":
@@ -150,7 +150,7 @@ func invalid(res resource.Resource, name string, errs field.ErrorList) error {
 	return apierrors.NewInvalid(res.GVK().GroupKind(), name, errs)
 }
 
-func (s *Server) create(ctx context.Context, r *http.Request, req *request) (runtime.Object, int, error) {
+func (s *Server) create(ctx context.Context, w http.ResponseWriter, r *http.Request, req *request) (runtime.Object, int, error) {
 	if req.name != "" {
 		return nil, 0, apierrors.NewMethodNotSupported(req.res.GVR().GroupResource(), "POST")
 	}
@@ -159,7 +159,7 @@ func (s *Server) create(ctx context.Context, r *http.Request, req *request) (run
 		return nil, 0, err
 	}
 	obj := req.res.New()
-	if err := decodeObject(data, req.res.GVK(), obj); err != nil {
+	if err := decodeObject(w, r, data, req.res.GVK(), obj); err != nil {
 		return nil, 0, err
 	}
 	m, err := prepareCreate(obj, req)
@@ -208,13 +208,13 @@ func dryRun(r *http.Request) bool {
 }
 
 // replace handles PUT of an object or of its status.
-func (s *Server) replace(ctx context.Context, r *http.Request, req *request) (runtime.Object, int, error) {
+func (s *Server) replace(ctx context.Context, w http.ResponseWriter, r *http.Request, req *request) (runtime.Object, int, error) {
 	data, err := readBody(r)
 	if err != nil {
 		return nil, 0, err
 	}
 	obj := req.res.New()
-	if err := decodeObject(data, req.res.GVK(), obj); err != nil {
+	if err := decodeObject(w, r, data, req.res.GVK(), obj); err != nil {
 		return nil, 0, err
 	}
 	m, err := meta.Accessor(obj)
