@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -141,21 +142,38 @@ func TestInformerAcrossMasterKill(t *testing.T) {
 			t.Logf("killed master %d (the informer's) after %d objects", victim, i)
 		}
 		name := fmt.Sprintf("inf-%02d", i)
-		cm, err := cms.Create(wctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"v": "1"}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		// A write that fails while a master dies has an unknown outcome:
+		// settle it by reading before trying again, so nothing is doubled.
+		settle(t, wctx, "create "+name, func() error {
+			_, err := cms.Create(wctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"v": "1"}}, metav1.CreateOptions{})
+			return err
+		}, func() bool {
+			cm, err := cms.Get(wctx, name, metav1.GetOptions{})
+			return err == nil && cm.Data["v"] == "1"
+		})
 		for v := 2; v <= 3; v++ {
-			cm.Data["v"] = strconv.Itoa(v)
-			if cm, err = cms.Update(wctx, cm, metav1.UpdateOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			want := strconv.Itoa(v)
+			settle(t, wctx, "update "+name, func() error {
+				cm, err := cms.Get(wctx, name, metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				cm.Data["v"] = want
+				_, err = cms.Update(wctx, cm, metav1.UpdateOptions{})
+				return err
+			}, func() bool {
+				cm, err := cms.Get(wctx, name, metav1.GetOptions{})
+				return err == nil && cm.Data["v"] == want
+			})
 		}
 		expect[name] = []string{"add:1", "update:2", "update:3"}
 		if i%3 == 0 {
-			if err := cms.Delete(wctx, name, metav1.DeleteOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			settle(t, wctx, "delete "+name, func() error {
+				return cms.Delete(wctx, name, metav1.DeleteOptions{})
+			}, func() bool {
+				_, err := cms.Get(wctx, name, metav1.GetOptions{})
+				return apierrors.IsNotFound(err)
+			})
 			expect[name] = append(expect[name], "delete:3")
 		}
 	}
@@ -196,4 +214,21 @@ func TestInformerAcrossMasterKill(t *testing.T) {
 		}
 	}
 	t.Logf("informer saw %d events for %d objects across the kill; now on master %d", len(seen), objects, current.Load())
+}
+
+// settle runs write until done() reports its effect, re-checking after every
+// failure (the write may have happened anyway) and giving up at ctx's end.
+func settle(t *testing.T, ctx context.Context, what string, write func() error, done func() bool) {
+	t.Helper()
+	for {
+		err := write()
+		if err == nil || done() {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		t.Logf("%s: %v (retrying)", what, err)
+		time.Sleep(100 * time.Millisecond)
+	}
 }

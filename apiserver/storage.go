@@ -12,6 +12,8 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -96,6 +98,11 @@ func storeError(err error) error {
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, rpctypes.ErrTimeout) || errors.Is(err, rpctypes.ErrNoLeader) {
 		return apierrors.NewServiceUnavailable("storage is unavailable: " + err.Error())
+	}
+	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable {
+		// The store could not answer (leader lost, member stopping): the
+		// write's outcome may be unknown, as with a timeout.
+		return apierrors.NewServiceUnavailable("storage is unavailable: " + st.Message())
 	}
 	return apierrors.NewInternalError(err)
 }

@@ -197,10 +197,14 @@ func (p *peerClients) call(ctx context.Context, addr, method string, in []byte) 
 			if st.Code() == codes.FailedPrecondition && st.Message() == notLeaderMsg {
 				return nil, errPeerNotLeader
 			}
-			// grpc fails a call whose connection cannot be dialled before
-			// sending anything (the same condition its transparent retry
-			// relies on): the leader never saw it, so it may be re-sent.
-			if st.Code() == codes.Unavailable && strings.Contains(st.Message(), "while dialing") {
+			// grpc fails a call that got no connection at all (the dial
+			// failed, or the connection broke before the HTTP/2 preface)
+			// with "connection error: ..." before sending anything, the
+			// condition its own transparent retry relies on: the leader
+			// never saw the request, so it may be re-sent. A connection
+			// lost mid-call reads differently ("transport is closing",
+			// "error reading from server") and is never retried.
+			if st.Code() == codes.Unavailable && (strings.HasPrefix(st.Message(), "connection error:") || strings.Contains(st.Message(), "while dialing")) {
 				return nil, errPeerUnreachable
 			}
 		}
