@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -75,29 +76,18 @@ func runBenchAPI(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageError(c, "takes no arguments, got %q", c.Args().Slice())
 	}
-	clients, err := benchParseInts(c.String("clients"))
+	clients, duration, ops, err := benchLoad(c)
 	if err != nil {
-		return usageError(c, "bad --clients: %v", err)
-	}
-	if c.IsSet("duration") && c.IsSet("ops") {
-		return usageError(c, "give --duration or --ops, not both")
+		return err
 	}
 	o := bench.APIOptions{
 		Clients:  clients,
-		Duration: c.Duration("duration"),
-		Ops:      c.Int("ops"),
+		Duration: duration,
+		Ops:      ops,
 		Masters:  c.Int("masters"),
 		Dir:      c.String("dir"),
 		Logger:   logger(c),
 		Progress: c.App.ErrWriter,
-	}
-	switch {
-	case o.Ops > 0:
-		o.Duration = 0
-	case c.IsSet("ops"):
-		return usageError(c, "--ops must be > 0")
-	case o.Duration <= 0:
-		return usageError(c, "--duration must be > 0")
 	}
 	if o.Masters < 1 {
 		return usageError(c, "--masters must be ≥ 1")
@@ -110,52 +100,25 @@ func runBenchAPI(c *cli.Context) error {
 	defer stop()
 	rep, runErr := bench.RunAPI(ctx, o)
 	if rep != nil && len(rep.Results) > 0 {
-		md := rep.Markdown()
-		if runErr != nil {
-			md += "\n(incomplete: the run stopped early)\n"
-		}
-		fmt.Fprint(c.App.Writer, "\n"+md)
-		if path := c.String("markdown"); path != "" {
-			if err := os.WriteFile(path, []byte(md), 0o644); err != nil && runErr == nil {
-				runErr = err
-			}
-		}
-		if path := c.String("json"); path != "" {
-			b, err := rep.JSON()
-			if err == nil {
-				err = os.WriteFile(path, b, 0o644)
-			}
-			if err != nil && runErr == nil {
-				runErr = err
-			}
-		}
+		runErr = benchPrint(c, rep.Markdown(), rep, runErr)
 	}
-	if runErr != nil {
-		if errors.Is(runErr, ctx.Err()) && ctx.Err() != nil {
-			return cli.Exit(fmt.Sprintf("%s: interrupted; every started process was stopped", c.Command.HelpName), 1)
-		}
-		return runtimeError(c, runErr)
-	}
-	return nil
+	return benchExit(c, ctx, runErr)
 }
 
 func runBenchKV(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageError(c, "takes no arguments, got %q", c.Args().Slice())
 	}
-	clients, err := benchParseInts(c.String("clients"))
+	clients, duration, ops, err := benchLoad(c)
 	if err != nil {
-		return usageError(c, "bad --clients: %v", err)
-	}
-	if c.IsSet("duration") && c.IsSet("ops") {
-		return usageError(c, "give --duration or --ops, not both")
+		return err
 	}
 	o := bench.Options{
 		Clients:     clients,
 		Keys:        c.Int("keys"),
 		ValueSize:   c.Int("value-size"),
-		Duration:    c.Duration("duration"),
-		Ops:         c.Int("ops"),
+		Duration:    duration,
+		Ops:         ops,
 		Masters:     c.Int("masters"),
 		Dir:         c.String("dir"),
 		EtcdBinary:  c.String("etcd-binary"),
@@ -163,14 +126,6 @@ func runBenchKV(c *cli.Context) error {
 		Endpoints:   benchSplitList(c.String("endpoints")),
 		Logger:      logger(c),
 		Progress:    c.App.ErrWriter,
-	}
-	switch {
-	case o.Ops > 0:
-		o.Duration = 0
-	case c.IsSet("ops"):
-		return usageError(c, "--ops must be > 0")
-	case o.Duration <= 0:
-		return usageError(c, "--duration must be > 0")
 	}
 	if o.Keys < 1 || o.ValueSize < 0 || o.Masters < 1 {
 		return usageError(c, "--keys and --masters must be ≥ 1 and --value-size ≥ 0")
@@ -198,40 +153,65 @@ func runBenchKV(c *cli.Context) error {
 	defer stop()
 	rep, runErr := bench.Run(ctx, o)
 	if rep != nil && len(rep.Results) > 0 {
-		md := rep.Markdown()
-		if runErr != nil {
-			md += "\n(incomplete: the run stopped early)\n"
-		}
-		fmt.Fprint(c.App.Writer, "\n"+md)
-		if err := benchWriteOutputs(c, rep, md); err != nil && runErr == nil {
-			runErr = err
-		}
+		runErr = benchPrint(c, rep.Markdown(), rep, runErr)
 	}
-	if runErr != nil {
-		if errors.Is(runErr, ctx.Err()) && ctx.Err() != nil {
-			return cli.Exit(fmt.Sprintf("%s: interrupted; every started process was stopped", c.Command.HelpName), 1)
-		}
-		return runtimeError(c, runErr)
-	}
-	return nil
+	return benchExit(c, ctx, runErr)
 }
 
-func benchWriteOutputs(c *cli.Context, rep *bench.Report, md string) error {
+// benchLoad reads the flags both benchmarks share: --clients, and either
+// --duration or --ops.
+func benchLoad(c *cli.Context) (clients []int, duration time.Duration, ops int, err error) {
+	if clients, err = benchParseInts(c.String("clients")); err != nil {
+		return nil, 0, 0, usageError(c, "bad --clients: %v", err)
+	}
+	if c.IsSet("duration") && c.IsSet("ops") {
+		return nil, 0, 0, usageError(c, "give --duration or --ops, not both")
+	}
+	duration, ops = c.Duration("duration"), c.Int("ops")
+	switch {
+	case ops > 0:
+		duration = 0
+	case c.IsSet("ops"):
+		return nil, 0, 0, usageError(c, "--ops must be > 0")
+	case duration <= 0:
+		return nil, 0, 0, usageError(c, "--duration must be > 0")
+	}
+	return clients, duration, ops, nil
+}
+
+// benchPrint prints a report's table and writes --markdown and --json; it
+// returns runErr, or the first write error if the run itself succeeded.
+func benchPrint(c *cli.Context, md string, rep interface{ JSON() ([]byte, error) }, runErr error) error {
+	if runErr != nil {
+		md += "\n(incomplete: the run stopped early)\n"
+	}
+	fmt.Fprint(c.App.Writer, "\n"+md)
 	if path := c.String("markdown"); path != "" {
-		if err := os.WriteFile(path, []byte(md), 0o644); err != nil {
-			return err
+		if err := os.WriteFile(path, []byte(md), 0o644); err != nil && runErr == nil {
+			runErr = err
 		}
 	}
 	if path := c.String("json"); path != "" {
 		b, err := rep.JSON()
-		if err != nil {
-			return err
+		if err == nil {
+			err = os.WriteFile(path, b, 0o644)
 		}
-		if err := os.WriteFile(path, b, 0o644); err != nil {
-			return err
+		if err != nil && runErr == nil {
+			runErr = err
 		}
 	}
-	return nil
+	return runErr
+}
+
+// benchExit turns a benchmark's outcome into the command's result.
+func benchExit(c *cli.Context, ctx context.Context, runErr error) error {
+	if runErr == nil {
+		return nil
+	}
+	if errors.Is(runErr, ctx.Err()) && ctx.Err() != nil {
+		return cli.Exit(fmt.Sprintf("%s: interrupted; every started process was stopped", c.Command.HelpName), 1)
+	}
+	return runtimeError(c, runErr)
 }
 
 // benchParseInts parses "1,16,64".

@@ -20,7 +20,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"synod/apiserver/auth"
-	"synod/apiserver/resource"
 )
 
 // defaultTolerationSeconds is how long a pod stays on a node that is not
@@ -252,8 +251,6 @@ func (s *Server) bootstrap(ctx context.Context, log *slog.Logger) error {
 	log.Debug("system namespaces and bootstrap RBAC present")
 	return nil
 }
-
-var _ = resource.Resource{}
 
 // addDefaultTolerations is Kubernetes' DefaultTolerationSeconds admission.
 func addDefaultTolerations(pod *corev1.Pod) {

@@ -24,8 +24,8 @@ func newUID() types.UID {
 // randomSuffix is what generateName gets, as in Kubernetes (5 characters).
 func randomSuffix() string { return utilrand.String(5) }
 
-// field returns the addressable struct field name of a typed object
-// (pointer to struct), or an invalid Value.
+// structField returns the named field of a typed object (a pointer to a
+// struct), settable, or an invalid Value.
 func structField(obj runtime.Object, name string) reflect.Value {
 	v := reflect.ValueOf(obj)
 	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {

@@ -61,9 +61,10 @@ type Server struct {
 	hooks        hooks
 	log          *slog.Logger
 
-	reg      *prometheus.Registry
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
+	reg            *prometheus.Registry
+	metricsHandler http.Handler
+	requests       *prometheus.CounterVec
+	latency        *prometheus.HistogramVec
 }
 
 // DefaultServiceCIDR is Kubernetes' default service range.
@@ -108,6 +109,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		return cfg.Extra != nil && cfg.Extra(w, r)
 	}
+	s.metricsHandler = promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})
 	s.reg.MustRegister(s.requests, s.latency, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return s, nil
 }
@@ -144,19 +146,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serve authenticates, routes and authorizes one request; it returns the
 // verb and resource for metrics.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) (string, string) {
-	user, groups := "", []string(nil)
+	// Health and version are public, as kube-apiserver's
+	// system:public-info-viewer role grants to unauthenticated callers.
 	switch r.URL.Path {
-	case "/healthz", "/livez", "/readyz", "/version":
-		// Public health and version, as kube-apiserver's
-		// system:public-info-viewer role grants to unauthenticated callers.
-		if r.URL.Path == "/version" && s.extra != nil && s.extra(w, r) {
-			return "get", ""
-		}
-		if r.URL.Path != "/version" {
-			s.serveHealth(w, r)
+	case "/healthz", "/livez", "/readyz":
+		s.serveHealth(w, r)
+		return "get", ""
+	case "/version":
+		if s.extra(w, r) {
 			return "get", ""
 		}
 	}
+	user, groups := "", []string(nil)
 	if s.auth != nil {
 		u, g, ok, err := s.auth.Authenticate(r)
 		if err != nil || !ok {
@@ -165,15 +166,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (string, string) 
 		}
 		user, groups = u, g
 	}
-	switch r.URL.Path {
-	case "/healthz", "/livez", "/readyz":
-		s.serveHealth(w, r)
-		return "get", ""
-	case "/metrics":
-		if !s.allowed(w, r, user, groups, Attributes{Verb: "get", Path: r.URL.Path}) {
-			return "get", ""
+	if r.URL.Path == "/metrics" {
+		if s.allowed(w, r, user, groups, Attributes{Verb: "get", Path: r.URL.Path}) {
+			s.metricsHandler.ServeHTTP(w, r)
 		}
-		promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}).ServeHTTP(w, r)
 		return "get", ""
 	}
 	if r.URL.Path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews" && r.Method == http.MethodPost {
@@ -185,7 +181,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (string, string) 
 		if !s.allowed(w, r, user, groups, Attributes{Verb: strings.ToLower(r.Method), Path: r.URL.Path}) {
 			return "get", ""
 		}
-		if s.extra != nil && s.extra(w, r) {
+		if s.extra(w, r) {
 			return "get", ""
 		}
 		writeError(w, apierrors.NewNotFound(groupResource("", ""), r.URL.Path))

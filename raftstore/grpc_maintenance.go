@@ -2,8 +2,6 @@ package raftstore
 
 import (
 	"context"
-	"crypto/sha256"
-	"fmt"
 	"hash/crc32"
 	"io"
 	"os"
@@ -199,6 +197,3 @@ func (m *maintenanceService) MoveLeader(ctx context.Context, r *pb.MoveLeaderReq
 func (m *maintenanceService) Downgrade(context.Context, *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "synod: downgrade is not supported")
 }
-
-var _ = sha256.New
-var _ = fmt.Sprint

@@ -11,8 +11,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-
-	"synod/raftstore/mvcc"
 )
 
 // lessor decides lease expiry. Only the leader keeps deadlines; it revokes an
@@ -177,5 +175,3 @@ func (s *Server) leaseTTLBounds() (int64, int64) {
 	}
 	return min, 9_000_000_000
 }
-
-var _ = mvcc.Lease{}

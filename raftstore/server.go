@@ -1,7 +1,6 @@
 package raftstore
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -59,21 +58,6 @@ type Server struct {
 	stopCh    chan struct{} // closed by Close: stops background loops
 	wg        sync.WaitGroup
 	closeOnce sync.Once
-}
-
-// Run starts a member with cfg and serves until ctx is cancelled; it then hands
-// leadership to another member (if it leads) and shuts down cleanly.
-func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
-	s, err := Open(cfg, logger)
-	if err != nil {
-		return err
-	}
-	select {
-	case <-ctx.Done():
-	case <-s.Removed():
-		s.log.Warn("this member was removed from the cluster; shutting down")
-	}
-	return s.Close()
 }
 
 // memberID derives an etcd-style member ID from a peer URL alone, so that

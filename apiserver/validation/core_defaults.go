@@ -43,24 +43,7 @@ func defaultNode(n *corev1.Node) {
 }
 
 func defaultPod(p *corev1.Pod) {
-	// SetDefaults_Pod: limits are the default requests.
-	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
-		for i := range cs {
-			r := &cs[i].Resources
-			for name, q := range r.Limits {
-				if r.Requests == nil {
-					r.Requests = corev1.ResourceList{}
-				}
-				if _, ok := r.Requests[name]; !ok {
-					r.Requests[name] = q.DeepCopy()
-				}
-			}
-		}
-	}
-	if p.Spec.EnableServiceLinks == nil {
-		p.Spec.EnableServiceLinks = ptrTo(corev1.DefaultEnableServiceLinks)
-	}
-	defaultPodSpec(&p.Spec)
+	defaultPodSpecAndRequests(&p.Spec)
 	// ServiceAccount admission: the default service account.
 	if p.Spec.ServiceAccountName == "" {
 		p.Spec.ServiceAccountName = "default"
@@ -82,10 +65,11 @@ func defaultPod(p *corev1.Pod) {
 	}
 }
 
-// defaultPodTemplate applies the pod defaults that apply to templates
-// (SetDefaults_PodSpec and friends, reached through SetDefaults_PodTemplateSpec).
-func defaultPodTemplate(t *corev1.PodTemplateSpec) {
-	for _, cs := range [][]corev1.Container{t.Spec.InitContainers, t.Spec.Containers} {
+// defaultPodSpecAndRequests is what pods and pod templates share:
+// SetDefaults_Pod's "limits are the default requests", enableServiceLinks,
+// and the PodSpec defaults.
+func defaultPodSpecAndRequests(spec *corev1.PodSpec) {
+	for _, cs := range [][]corev1.Container{spec.InitContainers, spec.Containers} {
 		for i := range cs {
 			r := &cs[i].Resources
 			for name, q := range r.Limits {
@@ -98,10 +82,16 @@ func defaultPodTemplate(t *corev1.PodTemplateSpec) {
 			}
 		}
 	}
-	if t.Spec.EnableServiceLinks == nil {
-		t.Spec.EnableServiceLinks = ptrTo(corev1.DefaultEnableServiceLinks)
+	if spec.EnableServiceLinks == nil {
+		spec.EnableServiceLinks = ptrTo(corev1.DefaultEnableServiceLinks)
 	}
-	defaultPodSpec(&t.Spec)
+	defaultPodSpec(spec)
+}
+
+// defaultPodTemplate applies the pod defaults that apply to templates
+// (SetDefaults_PodSpec and friends, reached through SetDefaults_PodTemplateSpec).
+func defaultPodTemplate(t *corev1.PodTemplateSpec) {
+	defaultPodSpecAndRequests(&t.Spec)
 }
 
 func defaultPodSpec(s *corev1.PodSpec) {

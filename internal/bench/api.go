@@ -583,53 +583,16 @@ func (b *apiBench) level(ctx context.Context, w *apiWatcher, n int) (APIResult, 
 		return res, err
 	}
 
-	var deadline time.Time
-	more := func() bool { return ctx.Err() == nil }
-	if b.o.Ops == 0 {
-		deadline = time.Now().Add(b.o.Duration)
-		more = func() bool { return ctx.Err() == nil && time.Now().Before(deadline) }
-	}
-	var (
-		issued   atomic.Int64
-		errCount atomic.Int64
-		errOnce  sync.Once
-		firstErr error
-	)
-	samples := make([][]time.Duration, n)
-	start := time.Now()
-	for i, cs := range clis {
-		wg.Go(func() {
-			pods := cs.CoreV1().Pods(APINamespace)
-			lat := make([]time.Duration, 0, 1024)
-			for more() {
-				if b.o.Ops > 0 && issued.Add(1) > int64(b.o.Ops) {
-					break
-				}
-				name := "bench-" + strconv.FormatInt(b.seq.Add(1), 10)
-				pod := benchPod(name)
-				octx, ocancel := context.WithTimeout(ctx, b.o.OpTimeout)
-				t0 := time.Now()
-				w.tracker.started(name, t0)
-				_, err := pods.Create(octx, pod, metav1.CreateOptions{})
-				d := time.Since(t0)
-				ocancel()
-				if err != nil {
-					w.tracker.failed(name)
-					if ctx.Err() != nil {
-						break // interrupted: neither an op nor an error
-					}
-					errCount.Add(1)
-					errOnce.Do(func() { firstErr = err })
-					time.Sleep(errorBackoff)
-					continue
-				}
-				lat = append(lat, d)
-			}
-			samples[i] = lat
-		})
-	}
-	wg.Wait()
-	res.Elapsed = time.Since(start)
+	d := drive(ctx, n, b.o.Duration, b.o.Ops, b.o.OpTimeout, func(octx context.Context, i int) error {
+		name := "bench-" + strconv.FormatInt(b.seq.Add(1), 10)
+		w.tracker.started(name, time.Now())
+		_, err := clis[i].CoreV1().Pods(APINamespace).Create(octx, benchPod(name), metav1.CreateOptions{})
+		if err != nil {
+			w.tracker.failed(name)
+		}
+		return err
+	})
+	res.Elapsed = d.elapsed
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
@@ -638,29 +601,19 @@ func (b *apiBench) level(ctx context.Context, w *apiWatcher, n int) (APIResult, 
 		return res, err
 	}
 
-	all := slices.Concat(samples...)
-	slices.Sort(all)
-	res.Creates = len(all)
-	res.Errors = int(errCount.Load())
-	if firstErr != nil {
-		res.FirstErr = firstErr.Error()
+	res.Creates, res.Errors = len(d.sorted), d.errors
+	if d.firstErr != nil {
+		res.FirstErr = d.firstErr.Error()
 	}
 	if res.Creates == 0 {
-		return res, fmt.Errorf("no create succeeded (%d failed; first error: %v)", res.Errors, firstErr)
+		return res, fmt.Errorf("no create succeeded (%d failed; first error: %v)", res.Errors, d.firstErr)
 	}
 	res.CreatesPerSec = float64(res.Creates) / res.Elapsed.Seconds()
-	res.P50 = Percentile(all, 50)
-	res.P99 = Percentile(all, 99)
-	res.Max = all[len(all)-1]
+	res.P50, res.P99, res.Max = latencies(d.sorted)
 
 	slices.Sort(delays)
-	res.WatchEvents = len(delays)
-	res.WatchMissed = missed
-	res.WatchP50 = Percentile(delays, 50)
-	res.WatchP99 = Percentile(delays, 99)
-	if len(delays) > 0 {
-		res.WatchMax = delays[len(delays)-1]
-	}
+	res.WatchEvents, res.WatchMissed = len(delays), missed
+	res.WatchP50, res.WatchP99, res.WatchMax = latencies(delays)
 	return res, nil
 }
 

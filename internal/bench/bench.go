@@ -21,7 +21,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -473,85 +472,38 @@ func Key(i int64, keys int) string {
 // deadline too and may answer "request timed out" first.
 func (w *workload) phase(ctx context.Context, ph string, clis []*clientv3.Client) (Result, error) {
 	res := Result{Phase: ph, Clients: len(clis)}
-	var deadline time.Time
-	more := func() bool { return ctx.Err() == nil }
-	if w.o.Ops == 0 {
-		deadline = time.Now().Add(w.o.Duration)
-		more = func() bool { return ctx.Err() == nil && time.Now().Before(deadline) }
-	}
-
-	var (
-		issued   atomic.Int64
-		errCount atomic.Int64
-		errOnce  sync.Once
-		firstErr error
-	)
 	existing := w.existing()
-	samples := make([][]time.Duration, len(clis))
 	seed := uint64(time.Now().UnixNano())
-	start := time.Now()
-	var wg sync.WaitGroup
-	for i, cli := range clis {
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(seed, uint64(i)))
-			lat := make([]time.Duration, 0, 1024)
-			for more() {
-				if w.o.Ops > 0 && issued.Add(1) > int64(w.o.Ops) {
-					break
-				}
-				var key string
-				if ph == PhasePut {
-					key = Key(w.next.Add(1)-1, w.o.Keys)
-				} else {
-					key = Key(rng.Int64N(existing), w.o.Keys)
-				}
-				octx, ocancel := context.WithTimeout(ctx, w.o.OpTimeout)
-				t0 := time.Now()
-				var err error
-				switch ph {
-				case PhasePut:
-					_, err = cli.Put(octx, key, w.value)
-				case PhaseGetLinearizable:
-					_, err = cli.Get(octx, key)
-				case PhaseGetSerializable:
-					_, err = cli.Get(octx, key, clientv3.WithSerializable())
-				}
-				d := time.Since(t0)
-				ocancel()
-				if err != nil {
-					if ctx.Err() != nil {
-						break // interrupted: neither an op nor an error
-					}
-					errCount.Add(1)
-					errOnce.Do(func() { firstErr = err })
-					time.Sleep(errorBackoff) // don't spin on a dead endpoint
-					continue
-				}
-				lat = append(lat, d)
-			}
-			samples[i] = lat
-		})
+	rngs := make([]*rand.Rand, len(clis))
+	for i := range rngs {
+		rngs[i] = rand.New(rand.NewPCG(seed, uint64(i)))
 	}
-	wg.Wait()
-	res.Elapsed = time.Since(start)
+	d := drive(ctx, len(clis), w.o.Duration, w.o.Ops, w.o.OpTimeout, func(octx context.Context, i int) error {
+		cli := clis[i]
+		var err error
+		switch ph {
+		case PhasePut:
+			_, err = cli.Put(octx, Key(w.next.Add(1)-1, w.o.Keys), w.value)
+		case PhaseGetLinearizable:
+			_, err = cli.Get(octx, Key(rngs[i].Int64N(existing), w.o.Keys))
+		case PhaseGetSerializable:
+			_, err = cli.Get(octx, Key(rngs[i].Int64N(existing), w.o.Keys), clientv3.WithSerializable())
+		}
+		return err
+	})
+	res.Elapsed = d.elapsed
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
-
-	all := slices.Concat(samples...)
-	slices.Sort(all)
-	res.Ops = len(all)
-	res.Errors = int(errCount.Load())
-	if firstErr != nil {
-		res.FirstErr = firstErr.Error()
+	res.Ops, res.Errors = len(d.sorted), d.errors
+	if d.firstErr != nil {
+		res.FirstErr = d.firstErr.Error()
 	}
 	if res.Ops == 0 {
-		return res, fmt.Errorf("no request succeeded (%d failed; first error: %v)", res.Errors, firstErr)
+		return res, fmt.Errorf("no request succeeded (%d failed; first error: %v)", res.Errors, d.firstErr)
 	}
 	res.OpsPerSec = float64(res.Ops) / res.Elapsed.Seconds()
-	res.P50 = Percentile(all, 50)
-	res.P99 = Percentile(all, 99)
-	res.Max = all[len(all)-1]
+	res.P50, res.P99, res.Max = latencies(d.sorted)
 	return res, nil
 }
 

@@ -42,6 +42,13 @@ func (ca *CA) IssueServing(hosts []string, validity time.Duration) (certPEM, key
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
+	addHosts(tmpl, hosts)
+	return ca.issue(tmpl, validity)
+}
+
+// addHosts puts DefaultServingHosts and hosts into tmpl's SANs: IPs as IP
+// SANs, the rest as DNS SANs, without duplicates or empty strings.
+func addHosts(tmpl *x509.Certificate, hosts []string) {
 	seen := map[string]bool{}
 	for _, h := range append(append([]string(nil), DefaultServingHosts...), hosts...) {
 		if h == "" || seen[h] {
@@ -54,6 +61,18 @@ func (ca *CA) IssueServing(hosts []string, validity time.Duration) (certPEM, key
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
+}
+
+// IssuePeer returns a PEM certificate and key usable both as a TLS server
+// and as a TLS client, as members of a cluster that authenticate each other
+// with one certificate (mutual TLS on the peer port) need.
+func (ca *CA) IssuePeer(hosts []string, validity time.Duration) (certPEM, keyPEM []byte, err error) {
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: ServingCommonName},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	addHosts(tmpl, hosts)
 	return ca.issue(tmpl, validity)
 }
 

@@ -229,3 +229,13 @@ func TestKubeconfig(t *testing.T) {
 		t.Fatal("Kubeconfig without server succeeded")
 	}
 }
+
+func TestIssuePeer(t *testing.T) {
+	ca := mustCA(t, t.TempDir())
+	certPEM, _, err := ca.IssuePeer([]string{"10.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustVerify(t, ca.Pool(), certPEM, x509.ExtKeyUsageServerAuth, "127.0.0.1")
+	mustVerify(t, ca.Pool(), certPEM, x509.ExtKeyUsageClientAuth, "")
+}
