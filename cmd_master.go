@@ -32,7 +32,7 @@ func masterCommand() *cli.Command {
 		Name:      "master",
 		Usage:     "run one master: a member of the replicated store, serving the etcd and Kubernetes APIs",
 		UsageText: "synod master [flags]  (flag names and meanings follow etcd's)",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			etcdString("name", "default", "human-readable name of this member"),
 			etcdString("data-dir", "", "directory for the raft log, snapshots and store (default \"<name>.synod\")"),
 			etcdString("listen-client-urls", "http://127.0.0.1:2379", "comma-separated URLs to serve the etcd v3 client API on"),
@@ -64,7 +64,7 @@ func masterCommand() *cli.Command {
 			&cli.StringFlag{Name: "pki-dir", Usage: "CA directory used when certificate files are not given; an admin.kubeconfig is written there (default \"<data-dir>/pki\")"},
 			&cli.StringFlag{Name: "service-cluster-ip-range", Value: "10.96.0.0/12", Usage: "CIDR that Service cluster IPs are allocated from"},
 			&cli.BoolFlag{Name: "allow-even-cluster", Usage: "allow an even-sized --initial-cluster (not recommended)"},
-		},
+		}, componentFlags()...),
 		Action: runMaster,
 	}
 }
@@ -84,6 +84,7 @@ func runMaster(c *cli.Context) error {
 		return usageError(c, "%v", err)
 	}
 	log := logger(c).With("name", cfg.Name)
+	routeKlog(log)
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log.Info("starting master", "data-dir", cfg.DataDir, "client-urls", cfg.ListenClientURLs,
@@ -93,6 +94,9 @@ func runMaster(c *cli.Context) error {
 		pkiDir: c.String("pki-dir"), serviceCIDR: c.String("service-cluster-ip-range")}
 	if api.securePort < 0 || api.securePort > 65535 {
 		return usageError(c, "--secure-port %d is not a port", api.securePort)
+	}
+	if api.components, err = componentConfig(c); err != nil {
+		return usageError(c, "%v", err)
 	}
 	if (api.tlsCert == "") != (api.tlsKey == "") {
 		return usageError(c, "--tls-cert-file and --tls-private-key-file go together")

@@ -14,11 +14,14 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"k8s.io/client-go/rest"
 
 	"synod/apiserver"
 	"synod/apiserver/auth"
+	"synod/components"
 	"synod/internal/pki"
 	"synod/raftstore"
 )
@@ -34,6 +37,9 @@ type apiOptions struct {
 	tokenFile   string // --token-auth-file
 	pkiDir      string // --pki-dir: CA for serving and client certs when no files are given
 	serviceCIDR string // --service-cluster-ip-range
+
+	components components.Config     // scheduler and controller-manager flags
+	registry   prometheus.Registerer // the API's /metrics, set by startAPI
 }
 
 // runMasterServices runs one master: the store, and the Kubernetes API in
@@ -44,11 +50,30 @@ func runMasterServices(ctx context.Context, cfg raftstore.Config, api apiOptions
 		return err
 	}
 	var stopAPI func()
+	componentsDone := make(chan struct{})
+	close(componentsDone)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	if api.securePort > 0 {
-		stopAPI, err = startAPI(ctx, cfg, api, log)
+		var loopback *rest.Config
+		stopAPI, loopback, err = startAPI(ctx, cfg, &api, log)
 		if err != nil {
 			store.Close()
 			return err
+		}
+		if api.components.Scheduler || len(api.components.Controllers) > 0 {
+			cc := api.components
+			cc.RestConfig = loopback
+			cc.Identity = fmt.Sprintf("%s_%d", cfg.Name, os.Getpid())
+			cc.Registerer = api.registry
+			cc.Logger = log
+			componentsDone = make(chan struct{})
+			go func() {
+				defer close(componentsDone)
+				if err := components.Run(ctx, cc); err != nil {
+					log.Error("components stopped", "err", err)
+				}
+			}()
 		}
 	}
 	select {
@@ -56,35 +81,46 @@ func runMasterServices(ctx context.Context, cfg raftstore.Config, api apiOptions
 	case <-store.Removed():
 		log.Warn("this member was removed from the cluster; shutting down")
 	}
+	cancel()
+	// The components stop their work and release their leases while the
+	// API and the store still serve, so the next master takes over at once.
+	<-componentsDone
 	if stopAPI != nil {
 		stopAPI()
 	}
 	return store.Close()
 }
 
-// startAPI serves the Kubernetes API over HTTPS on --secure-port.
-func startAPI(ctx context.Context, cfg raftstore.Config, api apiOptions, log *slog.Logger) (func(), error) {
+// startAPI serves the Kubernetes API over HTTPS on --secure-port. It
+// returns how to stop it and a loopback client config for the components.
+func startAPI(ctx context.Context, cfg raftstore.Config, api *apiOptions, log *slog.Logger) (func(), *rest.Config, error) {
 	kv, err := clientv3.New(clientv3.Config{Endpoints: cfg.ListenClientURLs[:1], DialTimeout: 5 * time.Second,
 		TLS: storeClientTLS(cfg.ClientTLS), Logger: zap.NewNop()})
 	if err != nil {
-		return nil, fmt.Errorf("connect the apiserver to the store: %w", err)
+		return nil, nil, fmt.Errorf("connect the apiserver to the store: %w", err)
+	}
+	fail := func(err error) (func(), *rest.Config, error) {
+		kv.Close()
+		return nil, nil, err
 	}
 	srv, err := apiserver.New(apiserver.Config{Store: kv, ServiceCIDR: api.serviceCIDR, Logger: log})
 	if err != nil {
-		kv.Close()
-		return nil, err
+		return fail(err)
 	}
-	serving, clientCAs, err := apiCertificates(cfg, api, log)
+	api.registry = srv.Registry()
+	serving, clientCAs, err := apiCertificates(cfg, *api, log)
 	if err != nil {
-		kv.Close()
-		return nil, err
+		return fail(err)
 	}
-	authns := []auth.Authenticator{auth.NewX509(clientCAs)}
+	lb, err := newLoopback(api.securePort, api.bindAddress)
+	if err != nil {
+		return fail(err)
+	}
+	authns := []auth.Authenticator{lb.authenticator, auth.NewX509(clientCAs)}
 	if api.tokenFile != "" {
 		tokens, err := auth.NewTokenFile(api.tokenFile)
 		if err != nil {
-			kv.Close()
-			return nil, fmt.Errorf("--token-auth-file: %w", err)
+			return fail(fmt.Errorf("--token-auth-file: %w", err))
 		}
 		authns = append(authns, tokens)
 	}
@@ -92,13 +128,12 @@ func startAPI(ctx context.Context, cfg raftstore.Config, api apiOptions, log *sl
 	addr := net.JoinHostPort(api.bindAddress, strconv.Itoa(api.securePort))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		kv.Close()
-		return nil, fmt.Errorf("listen on --secure-port %s: %w", addr, err)
+		return fail(fmt.Errorf("listen on --secure-port %s: %w", addr, err))
 	}
 	hs := &http.Server{
 		Handler:           srv,
 		ReadHeaderTimeout: 30 * time.Second,
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{serving}, ClientCAs: clientCAs,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{serving}, GetCertificate: lb.getCertificate, ClientCAs: clientCAs,
 			ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}},
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
@@ -114,7 +149,7 @@ func startAPI(ctx context.Context, cfg raftstore.Config, api apiOptions, log *sl
 			hs.Close() // watches never end on their own
 		}
 		kv.Close()
-	}, nil
+	}, lb.config, nil
 }
 
 // bootstrapAPI creates the system namespaces and roles once the store has a

@@ -282,3 +282,10 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	}
 	return nil
 }
+
+// NewEphemeralCA returns a CA that lives only in memory, for certificates
+// that never leave the process (the apiserver's loopback connection).
+func NewEphemeralCA() (*CA, error) {
+	ca, _, err := newCA()
+	return ca, err
+}
