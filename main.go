@@ -54,6 +54,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			snapshotCommand(),
 			benchCommand(),
 			kubeconfigCommand(),
+			hollowCommand(),
 		},
 		Action: requireSubcommand,
 		// Errors are printed and turned into exit codes by exitCode, not
