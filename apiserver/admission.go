@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	corev1 "k8s.io/api/core/v1"
@@ -194,28 +193,6 @@ func (s *Server) releaseService(svc *corev1.Service) {
 			s.store.kv.Delete(context.Background(), nodePortClaims+strconv.Itoa(int(p.NodePort)))
 		}
 	}
-}
-
-// finalizeNamespace deletes everything in a terminating namespace, then the
-// namespace itself, in the background (kubectl waits for it to be gone).
-func (s *Server) finalizeNamespace(name string) {
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		for _, res := range s.resourceList {
-			if !res.Namespaced {
-				continue
-			}
-			if _, err := s.store.kv.Delete(ctx, collectionPrefix(res, name), clientv3.WithPrefix()); err != nil {
-				s.log.Warn("namespace cleanup failed", "namespace", name, "resource", res.Name, "err", err)
-				return
-			}
-		}
-		nsRes := s.resources["/v1/namespaces"]
-		if _, err := s.store.kv.Delete(ctx, objectKey(nsRes, "", name)); err != nil {
-			s.log.Warn("namespace removal failed", "namespace", name, "err", err)
-		}
-	}()
 }
 
 // bootstrap creates the system namespaces if they are missing. Every master

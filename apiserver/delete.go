@@ -73,7 +73,16 @@ func (s *Server) delete(ctx context.Context, r *http.Request, req *request) (run
 			return cur, nil
 		}
 		rev, _ := strconv.ParseInt(m.GetResourceVersion(), 10, 64)
-		pending := len(m.GetFinalizers()) > 0 || req.res.Name == "namespaces"
+		// The propagation policy becomes a finalizer the garbage collector
+		// acts on, as in Kubernetes (orphan: unlink dependents first;
+		// foregroundDeletion: delete blocking dependents first).
+		m.SetFinalizers(deletionFinalizers(m.GetFinalizers(), opts))
+		pending := len(m.GetFinalizers()) > 0
+		if ns, ok := cur.(*corev1.Namespace); ok && len(ns.Spec.Finalizers) > 0 {
+			// The namespace controller empties the namespace, then
+			// removes the "kubernetes" finalizer through /finalize.
+			pending = true
+		}
 		if pod, ok := cur.(*corev1.Pod); ok && gracefulPod(pod) {
 			grace := int64(30)
 			if pod.Spec.TerminationGracePeriodSeconds != nil {
@@ -97,6 +106,10 @@ func (s *Server) delete(ctx context.Context, r *http.Request, req *request) (run
 		if m.GetDeletionTimestamp() == nil {
 			now := metav1.Now()
 			m.SetDeletionTimestamp(&now)
+			if m.GetDeletionGracePeriodSeconds() == nil {
+				zero := int64(0)
+				m.SetDeletionGracePeriodSeconds(&zero)
+			}
 		}
 		if ns, ok := cur.(*corev1.Namespace); ok {
 			ns.Status.Phase = corev1.NamespaceTerminating
@@ -106,14 +119,45 @@ func (s *Server) delete(ctx context.Context, r *http.Request, req *request) (run
 	if err != nil {
 		return nil, 0, err
 	}
-	if ns, ok := out.(*corev1.Namespace); ok && !dryRun(r) {
-		s.finalizeNamespace(ns.Name)
-	}
 	code := http.StatusOK
 	if m, _ := meta.Accessor(out); m.GetDeletionTimestamp() != nil {
 		code = http.StatusAccepted
 	}
 	return out, code, nil
+}
+
+// deletionFinalizers applies a delete's propagation policy (or the
+// deprecated orphanDependents) to an object's finalizers, as kube-apiserver's
+// deletionFinalizersForGarbageCollection does. Without either the
+// finalizers stay as they are: the default policy of every served kind is
+// background.
+func deletionFinalizers(finalizers []string, opts *metav1.DeleteOptions) []string {
+	var orphan, foreground bool
+	switch {
+	case opts.OrphanDependents != nil:
+		orphan = *opts.OrphanDependents
+	case opts.PropagationPolicy != nil:
+		orphan = *opts.PropagationPolicy == metav1.DeletePropagationOrphan
+		foreground = *opts.PropagationPolicy == metav1.DeletePropagationForeground
+	default:
+		return finalizers
+	}
+	out := make([]string, 0, len(finalizers)+1)
+	for _, f := range finalizers {
+		if f != metav1.FinalizerOrphanDependents && f != metav1.FinalizerDeleteDependents {
+			out = append(out, f)
+		}
+	}
+	if orphan {
+		out = append(out, metav1.FinalizerOrphanDependents)
+	}
+	if foreground {
+		out = append(out, metav1.FinalizerDeleteDependents)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 type errString string

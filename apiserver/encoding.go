@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -132,6 +133,53 @@ func wantsTable(r *http.Request) bool {
 }
 
 const tableContentType = "application/json;as=Table;v=v1;g=meta.k8s.io"
+
+// wantsMetadata reports whether the client asked for PartialObjectMetadata
+// (or a PartialObjectMetadataList): k8s.io/client-go/metadata does, for the
+// garbage collector's and namespace controller's informers and lists.
+func wantsMetadata(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil || mt != "application/json" {
+			continue
+		}
+		if strings.HasPrefix(params["as"], "PartialObjectMetadata") && params["g"] == "meta.k8s.io" && (params["v"] == "v1" || params["v"] == "v1beta1") {
+			return true
+		}
+		if params["as"] == "" {
+			return false
+		}
+	}
+	return false
+}
+
+// metadataOf is obj as a meta.k8s.io/v1 PartialObjectMetadata.
+func metadataOf(obj runtime.Object) (*metav1.PartialObjectMetadata, error) {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return nil, err
+	}
+	p := meta.AsPartialObjectMetadata(m)
+	p.TypeMeta = metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/v1"}
+	return p, nil
+}
+
+// metadataListOf is items as a meta.k8s.io/v1 PartialObjectMetadataList.
+func metadataListOf(items []runtime.Object, rv, cont string) (*metav1.PartialObjectMetadataList, error) {
+	list := &metav1.PartialObjectMetadataList{
+		TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadataList", APIVersion: "meta.k8s.io/v1"},
+		ListMeta: metav1.ListMeta{ResourceVersion: rv, Continue: cont},
+		Items:    make([]metav1.PartialObjectMetadata, 0, len(items)),
+	}
+	for _, it := range items {
+		p, err := metadataOf(it)
+		if err != nil {
+			return nil, err
+		}
+		list.Items = append(list.Items, *p)
+	}
+	return list, nil
+}
 
 // statusSuccess is the Status returned by some deletes.
 func statusSuccess(details *metav1.StatusDetails) *metav1.Status {

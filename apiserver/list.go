@@ -164,6 +164,15 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, req *request)
 		writeError(w, err)
 		return
 	}
+	if wantsMetadata(r) {
+		list, err := metadataListOf(items, strconv.FormatInt(rev, 10), next)
+		if err != nil {
+			writeError(w, apierrors.NewInternalError(err))
+			return
+		}
+		writeJSON(w, http.StatusOK, "", list)
+		return
+	}
 	if wantsTable(r) && s.hooks.table != nil {
 		t, err := s.tableFor(r, req.res, items)
 		if err != nil {

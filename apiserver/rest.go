@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -74,6 +75,12 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, req *requ
 
 // writeObject writes one object, as a Table if asked.
 func (s *Server) writeObject(w http.ResponseWriter, r *http.Request, code int, res resource.Resource, obj runtime.Object) {
+	if wantsMetadata(r) && obj.GetObjectKind().GroupVersionKind().Kind == res.Kind {
+		if p, err := metadataOf(obj); err == nil {
+			writeJSON(w, code, "", p)
+			return
+		}
+	}
 	if wantsTable(r) && s.hooks.table != nil {
 		if m, err := meta.Accessor(obj); err == nil && obj.GetObjectKind().GroupVersionKind().Kind == res.Kind {
 			t, err := s.tableFor(r, res, []runtime.Object{obj})
@@ -233,6 +240,10 @@ func (s *Server) replace(ctx context.Context, w http.ResponseWriter, r *http.Req
 // metadata, and writing only status (status subresource) or only the rest.
 func (s *Server) update(ctx context.Context, r *http.Request, req *request, obj runtime.Object) (runtime.Object, error) {
 	m, _ := meta.Accessor(obj)
+	var finalizers []corev1.FinalizerName
+	if ns, ok := obj.(*corev1.Namespace); ok {
+		finalizers = ns.Spec.Finalizers
+	}
 	old, err := s.store.get(ctx, req.res, req.namespace, req.name)
 	if err != nil {
 		return nil, err
@@ -263,11 +274,24 @@ func (s *Server) update(ctx context.Context, r *http.Request, req *request, obj 
 			m.SetGeneration(om.GetGeneration() + 1)
 		}
 	}
-	if s.hooks.prepareForUpdate != nil {
+	if s.hooks.prepareForUpdate != nil && req.sub != "status" {
+		// (A status update already carries the stored spec; running it
+		// would also undo the status change of a namespace.)
 		s.hooks.prepareForUpdate(obj, old)
 	}
 	if s.hooks.defaults != nil {
 		s.hooks.defaults(obj)
+	}
+	if ns, ok := obj.(*corev1.Namespace); ok {
+		// A namespace's spec.finalizers change only through /finalize (the
+		// namespace controller removes "kubernetes" once the namespace is
+		// empty); defaulting, which adds "kubernetes" on create, must not
+		// bring it back.
+		if req.sub == "finalize" {
+			ns.Spec.Finalizers = finalizers
+		} else {
+			ns.Spec.Finalizers = old.(*corev1.Namespace).Spec.Finalizers
+		}
 	}
 	if s.hooks.validateUpdate != nil {
 		if errs := s.hooks.validateUpdate(obj, old); len(errs) > 0 {
@@ -279,13 +303,20 @@ func (s *Server) update(ctx context.Context, r *http.Request, req *request, obj 
 		return obj, nil
 	}
 	// An object whose deletion is pending goes away once its finalizers are gone.
-	if nm, _ := meta.Accessor(obj); nm.GetDeletionTimestamp() != nil && len(nm.GetFinalizers()) == 0 && !gracefulPod(obj) {
+	if nm, _ := meta.Accessor(obj); nm.GetDeletionTimestamp() != nil && len(nm.GetFinalizers()) == 0 && !gracefulPod(obj) && !unfinalizedNamespace(obj) {
 		if _, err := s.store.remove(ctx, req.res, req.namespace, req.name, rev); err != nil {
 			return nil, err
 		}
 		return obj, nil
 	}
 	return s.store.update(ctx, req.res, req.namespace, req.name, rev, obj)
+}
+
+// unfinalizedNamespace reports a namespace whose spec.finalizers still hold
+// it: it is removed only once those are gone too.
+func unfinalizedNamespace(obj runtime.Object) bool {
+	ns, ok := obj.(*corev1.Namespace)
+	return ok && len(ns.Spec.Finalizers) > 0
 }
 
 // retryOnConflict reruns f while it fails with a Conflict that the request

@@ -32,11 +32,17 @@ type watchStream struct {
 	flusher http.Flusher
 	table   bool
 	headers bool // a Table's column definitions were sent
+	// metadata sends PartialObjectMetadata instead of whole objects.
+	metadata bool
 }
 
 func (ws *watchStream) send(typ watch.EventType, obj runtime.Object) error {
 	var payload any = obj
-	if ws.table && typ != watch.Bookmark && typ != watch.Error {
+	if ws.metadata && typ != watch.Error {
+		if p, err := metadataOf(obj); err == nil {
+			payload = p
+		}
+	} else if ws.table && typ != watch.Bookmark && typ != watch.Error {
 		t, err := ws.s.tableFor(ws.r, ws.req.res, []runtime.Object{obj})
 		if err == nil {
 			if ws.headers {
@@ -146,7 +152,7 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req *request
 		}
 		start = n + 1
 	}
-	ws := &watchStream{s: s, w: w, r: r, req: req, flusher: flusher, table: wantsTable(r) && s.hooks.table != nil}
+	ws := &watchStream{s: s, w: w, r: r, req: req, flusher: flusher, table: wantsTable(r) && s.hooks.table != nil, metadata: wantsMetadata(r)}
 	if ws.table {
 		w.Header().Set("Content-Type", tableContentType)
 	} else {
