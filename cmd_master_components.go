@@ -64,6 +64,9 @@ func componentConfig(c *cli.Context) (components.Config, error) {
 			ConcurrentSyncs:        c.Int("concurrent-syncs"),
 		},
 	}
+	if cfg.LeaseDuration%time.Second != 0 {
+		return cfg, fmt.Errorf("--leader-elect-lease-duration %s must be whole seconds (a Lease stores seconds)", cfg.LeaseDuration)
+	}
 	if cfg.LeaseDuration <= cfg.RenewDeadline {
 		return cfg, fmt.Errorf("--leader-elect-lease-duration %s must be greater than --leader-elect-renew-deadline %s", cfg.LeaseDuration, cfg.RenewDeadline)
 	}

@@ -65,6 +65,11 @@ func New(cfg Config) (*Elector, error) {
 	if cfg.Name == "" || cfg.Identity == "" {
 		return nil, errors.New("leader: lease name and identity are required")
 	}
+	if cfg.LeaseDuration%time.Second != 0 {
+		// The Lease stores whole seconds and the other candidates go by
+		// the stored value: 1.5s would be read as 1s.
+		return nil, fmt.Errorf("leader: lease duration %s must be a whole number of seconds", cfg.LeaseDuration)
+	}
 	if cfg.LeaseDuration <= cfg.RenewDeadline {
 		return nil, fmt.Errorf("leader: lease duration %s must be greater than renew deadline %s", cfg.LeaseDuration, cfg.RenewDeadline)
 	}
