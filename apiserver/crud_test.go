@@ -90,9 +90,18 @@ func TestPodAdmissionAndBinding(t *testing.T) {
 	if tol["node.kubernetes.io/not-ready"] != 300 || tol["node.kubernetes.io/unreachable"] != 300 {
 		t.Fatalf("default tolerations missing: %+v", pod.Spec.Tolerations)
 	}
+	// The scheduler first found no node: PodScheduled=False.
+	unsched := []byte(`{"status":{"conditions":[{"type":"PodScheduled","status":"False","reason":"Unschedulable","message":"0/0 nodes"}]}}`)
+	if _, err := pods.Patch(ctx, pod.Name, types.StrategicMergePatchType, unsched, metav1.PatchOptions{}, "status"); err != nil {
+		t.Fatal(err)
+	}
 	b := &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: pod.Name}, Target: corev1.ObjectReference{Kind: "Node", Name: "n1"}}
 	if err := pods.Bind(ctx, b, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	if bound, err := pods.Get(ctx, pod.Name, metav1.GetOptions{}); err != nil || len(bound.Status.Conditions) != 1 ||
+		bound.Status.Conditions[0].Type != corev1.PodScheduled || bound.Status.Conditions[0].Status != corev1.ConditionTrue {
+		t.Fatalf("after binding, conditions %+v (%v), want one PodScheduled=True", bound.Status.Conditions, err)
 	}
 	if err := pods.Bind(ctx, b, metav1.CreateOptions{}); !apierrors.IsConflict(err) {
 		t.Fatalf("second binding: %v, want Conflict", err)

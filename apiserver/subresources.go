@@ -162,7 +162,18 @@ func (s *Server) bind(ctx context.Context, r *http.Request, req *request) (runti
 			return nil, apierrors.NewConflict(req.res.GVR().GroupResource(), req.name, fmt.Errorf("precondition failed: UID mismatch"))
 		}
 		pod.Spec.NodeName = b.Target.Name
-		pod.Status.Conditions = append(pod.Status.Conditions, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()})
+		// PodScheduled=True replaces the scheduler's earlier
+		// PodScheduled=False (Unschedulable), as UpdatePodCondition does.
+		scheduled := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}
+		replaced := false
+		for i := range pod.Status.Conditions {
+			if pod.Status.Conditions[i].Type == corev1.PodScheduled {
+				pod.Status.Conditions[i], replaced = scheduled, true
+			}
+		}
+		if !replaced {
+			pod.Status.Conditions = append(pod.Status.Conditions, scheduled)
+		}
 		var rev int64
 		fmt.Sscan(pod.ResourceVersion, &rev)
 		return s.store.update(ctx, req.res, req.namespace, req.name, rev, pod)
