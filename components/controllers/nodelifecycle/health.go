@@ -32,7 +32,7 @@ type nodeHealth struct {
 	probe     time.Time
 	heartbeat time.Time // Ready lastHeartbeatTime as last seen
 	renew     time.Time // Lease renewTime as last seen
-	uid types.UID
+	uid       types.UID
 	// ready is the Ready status after the previous pass ("" before the
 	// first), to report transitions once.
 	ready v1.ConditionStatus
