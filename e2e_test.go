@@ -21,11 +21,17 @@ import (
 	"go.uber.org/zap"
 
 	"synod/internal/launch"
+	"synod/internal/testcluster"
 )
 
 var synodBinary string
 
 func TestMain(m *testing.M) {
+	if p := os.Getenv(testcluster.BinaryEnv); p != "" {
+		// `make test` builds the binary once for every package.
+		synodBinary = p
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "synod-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
