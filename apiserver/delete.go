@@ -91,7 +91,10 @@ func (s *Server) delete(ctx context.Context, r *http.Request, req *request) (run
 			if opts.GracePeriodSeconds != nil {
 				grace = *opts.GracePeriodSeconds
 			}
-			pending = grace > 0
+			// Finalizers hold a pod even when its kubelet confirms the
+			// delete with grace 0 (the job controller counts a pod by
+			// its batch.kubernetes.io/job-tracking finalizer).
+			pending = pending || grace > 0
 			m.SetDeletionGracePeriodSeconds(&grace)
 		}
 		if !pending {
