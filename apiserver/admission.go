@@ -49,8 +49,13 @@ func (s *Server) admitCreate(ctx context.Context, req *request, obj runtime.Obje
 		return err
 	}
 	if ns := nsObj.(*corev1.Namespace); ns.DeletionTimestamp != nil || ns.Status.Phase == corev1.NamespaceTerminating {
-		return apierrors.NewForbidden(req.res.GVR().GroupResource(), nameOf(obj),
+		err := apierrors.NewForbidden(req.res.GVR().GroupResource(), nameOf(obj),
 			fmt.Errorf("unable to create new content in namespace %s because it is being terminated", req.namespace))
+		// The cause lets controllers tell this refusal from others, as
+		// kube-apiserver's NamespaceLifecycle admission does.
+		err.ErrStatus.Details.Causes = append(err.ErrStatus.Details.Causes, metav1.StatusCause{
+			Type: corev1.NamespaceTerminatingCause, Message: fmt.Sprintf("namespace %s is being terminated", req.namespace), Field: "metadata.namespace"})
+		return err
 	}
 	return nil
 }
