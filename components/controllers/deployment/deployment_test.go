@@ -47,7 +47,9 @@ func start(t *testing.T) *env {
 	// looks: counting only ReplicaSet specs would overshoot the bounds.
 	rsc := testcluster.NewControllerContext(t, c)
 	slow := rest.CopyConfig(c.Config)
-	slow.Wrap(func(rt http.RoundTripper) http.RoundTripper { return slowDeletes{rt: rt, delay: 100 * time.Millisecond} })
+	slow.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return slowDeletes{rt: rt, delay: 100 * time.Millisecond}
+	})
 	rsc.Client = kubernetes.NewForConfigOrDie(slow)
 	testcluster.RunControllers(t, rsc, replicaset.New)
 	testcluster.RunControllers(t, testcluster.NewControllerContext(t, c), New)

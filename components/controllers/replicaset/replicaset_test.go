@@ -326,7 +326,9 @@ func TestNoDoubleCreateUnderInformerLag(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{})
 	cc := testcluster.NewControllerContext(t, c)
 	lagging := rest.CopyConfig(c.Config)
-	lagging.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &laggingWatch{rt: rt, delay: 40 * time.Millisecond} })
+	lagging.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return &laggingWatch{rt: rt, delay: 40 * time.Millisecond}
+	})
 	cc.Informers = informers.NewSharedInformerFactory(kubernetes.NewForConfigOrDie(lagging), 0)
 	testcluster.RunControllers(t, cc, New)
 	nodes := replicasettest.StartNodes(t, c.Client, 3)
