@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
 )
@@ -201,25 +202,37 @@ func (k *Kubelet) register(ctx context.Context, n *node) error {
 	if err != nil {
 		return fmt.Errorf("hollow: register node %s: %w", n.spec.Name, err)
 	}
-	now := metav1.Now()
-	got.Status = v1.NodeStatus{
-		Capacity:    resources,
-		Allocatable: resources,
-		Phase:       v1.NodeRunning,
-		Addresses: []v1.NodeAddress{
-			{Type: v1.NodeInternalIP, Address: nodeIP(n.index).String()},
-			{Type: v1.NodeHostName, Address: n.spec.Name},
-		},
-		NodeInfo: v1.NodeSystemInfo{KubeletVersion: "v1.32.0-hollow", ContainerRuntimeVersion: "hollow://0", OperatingSystem: "linux",
-			Architecture: "amd64", OSImage: "hollow", KernelVersion: "hollow", MachineID: n.spec.Name, SystemUUID: n.spec.Name, BootID: n.spec.Name},
-		Conditions: []v1.NodeCondition{
-			cond(v1.NodeReady, v1.ConditionTrue, "KubeletReady", "kubelet is posting ready status", now),
-			cond(v1.NodeMemoryPressure, v1.ConditionFalse, "KubeletHasSufficientMemory", "kubelet has sufficient memory available", now),
-			cond(v1.NodeDiskPressure, v1.ConditionFalse, "KubeletHasNoDiskPressure", "kubelet has no disk pressure", now),
-			cond(v1.NodePIDPressure, v1.ConditionFalse, "KubeletHasSufficientPID", "kubelet has sufficient PID available", now),
-		},
-	}
-	if _, err := k.client.CoreV1().Nodes().UpdateStatus(ctx, got, metav1.UpdateOptions{}); err != nil {
+	// The controller-manager may write the node (its podCIDR) between our
+	// create and status update: retry on conflict with the latest version.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if got == nil {
+			if got, err = k.client.CoreV1().Nodes().Get(ctx, n.spec.Name, metav1.GetOptions{}); err != nil {
+				return err
+			}
+		}
+		now := metav1.Now()
+		got.Status = v1.NodeStatus{
+			Capacity:    resources,
+			Allocatable: resources,
+			Phase:       v1.NodeRunning,
+			Addresses: []v1.NodeAddress{
+				{Type: v1.NodeInternalIP, Address: nodeIP(n.index).String()},
+				{Type: v1.NodeHostName, Address: n.spec.Name},
+			},
+			NodeInfo: v1.NodeSystemInfo{KubeletVersion: "v1.32.0-hollow", ContainerRuntimeVersion: "hollow://0", OperatingSystem: "linux",
+				Architecture: "amd64", OSImage: "hollow", KernelVersion: "hollow", MachineID: n.spec.Name, SystemUUID: n.spec.Name, BootID: n.spec.Name},
+			Conditions: []v1.NodeCondition{
+				cond(v1.NodeReady, v1.ConditionTrue, "KubeletReady", "kubelet is posting ready status", now),
+				cond(v1.NodeMemoryPressure, v1.ConditionFalse, "KubeletHasSufficientMemory", "kubelet has sufficient memory available", now),
+				cond(v1.NodeDiskPressure, v1.ConditionFalse, "KubeletHasNoDiskPressure", "kubelet has no disk pressure", now),
+				cond(v1.NodePIDPressure, v1.ConditionFalse, "KubeletHasSufficientPID", "kubelet has sufficient PID available", now),
+			},
+		}
+		_, err := k.client.CoreV1().Nodes().UpdateStatus(ctx, got, metav1.UpdateOptions{})
+		got = nil
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("hollow: node %s status: %w", n.spec.Name, err)
 	}
 	return k.renewLease(ctx, n)
@@ -281,6 +294,10 @@ func (k *Kubelet) renewLease(ctx context.Context, n *node) error {
 
 // postReady refreshes the node conditions: all healthy, heartbeat now.
 func (k *Kubelet) postReady(ctx context.Context, n *node) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error { return k.postReadyOnce(ctx, n) })
+}
+
+func (k *Kubelet) postReadyOnce(ctx context.Context, n *node) error {
 	nd, err := k.client.CoreV1().Nodes().Get(ctx, n.spec.Name, metav1.GetOptions{})
 	if err != nil {
 		return err
