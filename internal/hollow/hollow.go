@@ -244,6 +244,7 @@ func cond(t v1.NodeConditionType, s v1.ConditionStatus, reason, msg string, now 
 
 // nodeIP is a made-up InternalIP per node (198.18.0.0/15, the benchmark range).
 func nodeIP(i int) netip.Addr {
+	i++ // no .0 addresses
 	return netip.AddrFrom4([4]byte{198, 18 + byte(i>>16&1), byte(i >> 8), byte(i)})
 }
 
@@ -431,7 +432,8 @@ func (k *Kubelet) syncPod(ctx context.Context, key string) (time.Duration, error
 	st.Status.Phase = v1.PodRunning
 	st.Status.HostIP = nodeIP(n.index).String()
 	st.Status.HostIPs = []v1.HostIP{{IP: st.Status.HostIP}}
-	ip := k.podIP(n, pod)
+	k.learnPodCIDR(ctx, n)
+	ip := k.podIP(n)
 	st.Status.PodIP = ip
 	st.Status.PodIPs = []v1.PodIP{{IP: ip}}
 	st.Status.StartTime = &now
@@ -451,9 +453,29 @@ func (k *Kubelet) syncPod(ctx context.Context, key string) (time.Duration, error
 	return 0, ignoreGone(err)
 }
 
+// learnPodCIDR reads the node's podCIDR (set by the controller-manager's
+// node IPAM) until it is known.
+func (k *Kubelet) learnPodCIDR(ctx context.Context, n *node) {
+	k.mu.Lock()
+	known := n.podCIDR.IsValid()
+	k.mu.Unlock()
+	if known {
+		return
+	}
+	nd, err := k.client.CoreV1().Nodes().Get(ctx, n.spec.Name, metav1.GetOptions{})
+	if err != nil || nd.Spec.PodCIDR == "" {
+		return
+	}
+	if p, err := netip.ParsePrefix(nd.Spec.PodCIDR); err == nil {
+		k.mu.Lock()
+		n.podCIDR = p
+		k.mu.Unlock()
+	}
+}
+
 // podIP hands out addresses from the node's podCIDR (once the
 // controller-manager has set it) or from a made-up /24 per node.
-func (k *Kubelet) podIP(n *node, pod *v1.Pod) string {
+func (k *Kubelet) podIP(n *node) string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	n.nextIP++
