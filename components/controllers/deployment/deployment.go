@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/ptr"
 
 	"synod/components/controller"
 )
@@ -291,6 +292,9 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		return fmt.Errorf("get deployment %s from cache: %w", key, err)
 	}
 	d := cached.DeepCopy()
+	if d.Spec.Replicas == nil {
+		d.Spec.Replicas = ptr.To[int32](1) // the API defaults it; never trust that blindly
+	}
 	if d.Spec.Selector == nil || (len(d.Spec.Selector.MatchLabels) == 0 && len(d.Spec.Selector.MatchExpressions) == 0) {
 		c.recorder.Eventf(d, v1.EventTypeWarning, reasonSelectingAll, "This deployment is selecting all pods. A non-empty selector is required.")
 		if d.Status.ObservedGeneration < d.Generation {

@@ -345,6 +345,30 @@ func TestDeployment(t *testing.T) {
 		}
 	})
 
+	t.Run("AdoptsOrphanReplicaSet", func(t *testing.T) {
+		e.t = t
+		ctx := context.Background()
+		ns := e.namespace("adopt")
+		d := newDeployment("web", 3)
+		orphan := &appsv1.ReplicaSet{
+			ObjectMeta: metav1.ObjectMeta{Name: "web-orphan", Labels: d.Spec.Template.Labels},
+			Spec:       appsv1.ReplicaSetSpec{Replicas: ptr.To[int32](2), Selector: d.Spec.Selector, Template: d.Spec.Template},
+		}
+		if _, err := e.client.AppsV1().ReplicaSets(ns).Create(ctx, orphan, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		e.create(ns, d)
+		d = e.waitComplete(ns, "web")
+		rss := e.replicaSets(ns, d)
+		if len(rss) != 1 || rss[0].Name != "web-orphan" || *rss[0].Spec.Replicas != 3 || rss[0].Annotations[RevisionAnnotation] != "1" {
+			t.Fatalf("replicasets: %s", describe(rss))
+		}
+		ref := metav1.GetControllerOf(&rss[0])
+		if ref == nil || ref.BlockOwnerDeletion == nil || !*ref.BlockOwnerDeletion {
+			t.Fatalf("owner %+v", rss[0].OwnerReferences)
+		}
+	})
+
 	// The rolling update bounds hold at every pod event, with the default
 	// percentages (25% of 10: surge 3 rounded up, unavailable 2 rounded
 	// down) and with one-at-a-time replacement.

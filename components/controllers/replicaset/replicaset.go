@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/ptr"
 
 	"synod/components/controller"
 )
@@ -322,6 +323,11 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("get replicaset %s from cache: %w", key, err)
+	}
+	if rs.Spec.Replicas == nil {
+		// The API defaults it; never trust that blindly.
+		rs = rs.DeepCopy()
+		rs.Spec.Replicas = ptr.To[int32](1)
 	}
 	needsSync := c.expectations.Satisfied(key)
 	selector, err := metav1.LabelSelectorAsSelector(rs.Spec.Selector)
