@@ -298,3 +298,71 @@ func nodelifecyclePoll(t *testing.T, timeout time.Duration, what string, f func(
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// The daemonset and job controllers with the real scheduler, through
+// kubectl: a daemon pod lands on every node (placed by its metadata.name
+// affinity), and a job runs its completions to Complete.
+func TestNodeLifecycleDaemonSetAndJobE2E(t *testing.T) {
+	c := nodelifecycleStartCluster(t)
+	nodelifecycleStartHollow(t, c, "worker-1")
+	nodelifecycleStartHollow(t, c, "worker-2")
+	if out, err := kubectlOn(t, c, "", nodelifecycleWorkloads, "apply", "-f", "-"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	nodelifecyclePoll(t, 30*time.Second, "a ready agent pod on each node", func() (bool, string) {
+		out, err := kubectlOn(t, c, "", "", "get", "daemonset", "agent", "-o", "json")
+		var ds appsv1.DaemonSet
+		if err != nil || json.Unmarshal([]byte(out), &ds) != nil {
+			return false, out
+		}
+		s := ds.Status
+		return s.DesiredNumberScheduled == 2 && s.NumberReady == 2 && s.UpdatedNumberScheduled == 2, out
+	})
+	out, err := kubectlOn(t, c, "", "", "get", "pods", "-l", "app=agent", "-o", "jsonpath={range .items[*]}{.spec.nodeName}{\"\\n\"}{end}")
+	if err != nil || !strings.Contains(out, "worker-1") || !strings.Contains(out, "worker-2") {
+		t.Fatalf("agent pods on %q (%v)", out, err)
+	}
+	if out, err := kubectlOn(t, c, "", "", "wait", "--for=condition=complete", "job/count", "--timeout=30s"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	out, err = kubectlOn(t, c, "", "", "get", "job", "count", "-o", "jsonpath={.status.succeeded}/{.status.failed}")
+	if err != nil || out != "3/" && out != "3/0" {
+		t.Fatalf("job count: %q %v", out, err)
+	}
+	out, err = kubectlOn(t, c, "", "", "get", "events", "--field-selector", "involvedObject.name=count,reason=Completed", "-o", "name")
+	if err != nil || strings.TrimSpace(out) == "" {
+		t.Errorf("no Completed event for job count: %v %s", err, out)
+	}
+}
+
+const nodelifecycleWorkloads = `apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: agent
+spec:
+  selector:
+    matchLabels: {app: agent}
+  template:
+    metadata:
+      labels: {app: agent}
+    spec:
+      containers:
+      - name: agent
+        image: local/agent:1
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: count
+spec:
+  completions: 3
+  parallelism: 2
+  template:
+    metadata:
+      annotations: {hollow.synod.io/run-for: 300ms}
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: count
+        image: local/busybox:1
+`
