@@ -105,7 +105,16 @@ func (s *Server) linearizableBarrier(ctx context.Context) error {
 		if leader == s.id {
 			continue
 		}
-		idx, err := s.peers.readIndex(ctx, s.leaderAddr(leader))
+		// A leader that froze (SIGSTOP, a VM pause) still accepts the call
+		// and never answers; a new leader is elected meanwhile. Reads are
+		// safe to repeat, so each attempt is bounded and then retried
+		// against whoever leads by then.
+		actx, cancel := context.WithTimeout(ctx, s.forwardReadTimeout())
+		idx, err := s.peers.readIndex(actx, s.leaderAddr(leader))
+		cancel()
+		if err != nil && ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded) {
+			err = errPeerUnreachable
+		}
 		if retryable(err) && time.Now().Before(hold) {
 			if err := sleepCtx(ctx, s.cfg.HeartbeatTimeout/10); err != nil {
 				return err
@@ -165,7 +174,15 @@ func (s *Server) propose(ctx context.Context, t msgType, req marshaler) (resp ma
 			continue
 		}
 		s.metrics.forwarded.Inc()
-		raw, err := s.peers.propose(ctx, s.leaderAddr(leader), cmd)
+		// Bounded like a local apply: a frozen leader must not hold the
+		// caller forever. Its outcome is then unknown, which etcd reports
+		// as "request timed out" (never retried here).
+		pctx, cancel := context.WithTimeout(ctx, applyTimeout+s.cfg.ElectionTimeout)
+		raw, err := s.peers.propose(pctx, s.leaderAddr(leader), cmd)
+		cancel()
+		if err != nil && ctx.Err() == nil && errors.Is(pctx.Err(), context.DeadlineExceeded) {
+			return nil, rpctypes.ErrGRPCTimeout
+		}
 		if retryable(err) && time.Now().Before(hold) {
 			// Nothing was appended anywhere: safe to retry with the new leader.
 			if err := sleepCtx(ctx, s.cfg.HeartbeatTimeout/10); err != nil {
@@ -202,6 +219,12 @@ func (s *Server) holdTimeout() time.Duration { return 2*s.cfg.ElectionTimeout + 
 
 // retryable reports whether a forwarded request certainly did not reach a
 // leader's log, so that sending it again cannot apply it twice.
+// forwardReadTimeout bounds one forwarded read-index attempt: a live leader
+// answers within a heartbeat round; two election timeouts is generous.
+func (s *Server) forwardReadTimeout() time.Duration {
+	return max(2*s.cfg.ElectionTimeout, 500*time.Millisecond)
+}
+
 func retryable(err error) bool {
 	return errors.Is(err, errPeerNotLeader) || errors.Is(err, errPeerUnreachable)
 }
