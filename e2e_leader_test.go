@@ -14,8 +14,11 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"synod/components"
 	"synod/internal/launch"
@@ -25,7 +28,7 @@ import (
 const (
 	e2eLeaseDuration = 3 * time.Second
 	e2eRenewDeadline = 2 * time.Second
-	e2eRetryPeriod   = 500 * time.Millisecond
+	e2eRetryPeriod   = 250 * time.Millisecond // the default
 )
 
 // TestComponentLeaderFailover kills the master holding the scheduler lease
@@ -48,31 +51,53 @@ func TestComponentLeaderFailover(t *testing.T) {
 	}
 	t.Cleanup(func() { c.Stop() })
 	startHollowNodes(t, c, "node-1", "--count", "2", "--name-prefix", "node-")
-	client := failoverClient(t, c)
+	clients := perMasterClients(t, c)
 
 	sampler := startActiveSampler(t, c)
 	kills := map[string][]time.Time{} // master name -> times it was SIGKILLed
-	const rounds = 4
+	// Rounds kill the holder, except one that freezes it (SIGSTOP) until
+	// another master has taken over, then thaws it: it wakes up believing
+	// it leads, and must neither write nor overlap the new leader.
+	const rounds = 5
+	const pauseRound = 2
 	for round := range rounds {
-		holder := waitLeaseHolder(t, client, components.SchedulerLease, "", 20*time.Second)
+		// Alternate the target: the two leases are often, but not always,
+		// held by the same master.
+		lease := components.SchedulerLease
+		if round%2 == 1 {
+			lease = components.ControllerManagerLease
+		}
+		holder := waitLeaseHolder(t, clients, -1, lease, "", 20*time.Second)
 		name, _, _ := strings.Cut(holder, "_")
 		idx := masterIndex(t, c, name)
-		if err := c.Kill(idx, syscall.SIGKILL); err != nil {
+		sig := syscall.SIGKILL
+		if round == pauseRound {
+			sig = syscall.SIGSTOP
+		}
+		if err := c.Kill(idx, sig); err != nil {
 			t.Fatal(err)
 		}
 		killed := time.Now()
-		kills[name] = append(kills[name], killed)
-		// A pod created right after the kill must be scheduled by the
+		if sig == syscall.SIGKILL {
+			kills[name] = append(kills[name], killed)
+		}
+		// A pod created right after the fault must be scheduled by the
 		// next scheduler.
-		podName := fmt.Sprintf("after-kill-%d", round)
-		createPod(t, client, podName)
-		next := waitLeaseHolder(t, client, components.SchedulerLease, holder, e2eLeaseDuration+2*time.Second+5*time.Second)
+		podName := fmt.Sprintf("after-fault-%d", round)
+		createPod(t, clients, idx, podName)
+		next := waitLeaseHolder(t, clients, idx, lease, holder, e2eLeaseDuration+2*time.Second+5*time.Second)
 		took := time.Since(killed)
-		t.Logf("round %d: killed %s (held the scheduler lease); %s took over after %s", round, holder, next, took.Round(time.Millisecond))
+		t.Logf("round %d: %s the %s lease holder %s; %s took over after %s", round, sig, lease, holder, next, took.Round(time.Millisecond))
 		if took > e2eLeaseDuration+2*time.Second {
 			t.Errorf("takeover took %s, want <= lease duration %s + 2s", took, e2eLeaseDuration)
 		}
-		waitPodBound(t, client, podName, 10*time.Second)
+		waitPodBound(t, clients, idx, podName, 10*time.Second)
+		if sig == syscall.SIGSTOP {
+			if err := c.Kill(idx, syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
 		if err := c.StartMaster(idx); err != nil {
 			t.Fatal(err)
 		}
@@ -101,58 +126,87 @@ func masterIndex(t *testing.T, c *launch.Cluster, name string) int {
 	return -1
 }
 
+// perMasterClients is one admin client per master. A SIGSTOPped master
+// still accepts TCP connections (the kernel does), so a client that only
+// fails over on dial errors would hang on it; the helpers below instead
+// try the masters other than the faulted one, each with a short timeout.
+func perMasterClients(t *testing.T, c *launch.Cluster) []kubernetes.Interface {
+	t.Helper()
+	base, err := clientcmd.BuildConfigFromFlags("", c.KubeconfigPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []kubernetes.Interface
+	for _, m := range c.Masters() {
+		cfg := rest.CopyConfig(base)
+		cfg.Host = m.APIURL
+		cfg.Timeout = 3 * time.Second
+		out = append(out, kubernetes.NewForConfigOrDie(cfg))
+	}
+	return out
+}
+
+// onAnyMaster runs f with the client of each master but skip in turn until
+// f succeeds or timeout passes.
+func onAnyMaster(t *testing.T, clients []kubernetes.Interface, skip int, timeout time.Duration, what string, f func(ctx context.Context, client kubernetes.Interface) (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var lastErr error
+	for i := 0; ; i++ {
+		if idx := i % len(clients); idx != skip {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			ok, err := f(ctx, clients[idx])
+			cancel()
+			if ok {
+				return
+			}
+			if err != nil {
+				lastErr = err
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s (last error: %v)", what, timeout, lastErr)
+		}
+		if i%len(clients) == len(clients)-1 {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
 // waitLeaseHolder waits until the lease has a holder other than not (and
 // other than "") and returns it.
-func waitLeaseHolder(t *testing.T, client kubernetes.Interface, lease, not string, timeout time.Duration) string {
+func waitLeaseHolder(t *testing.T, clients []kubernetes.Interface, skip int, lease, not string, timeout time.Duration) string {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	var holder string
+	onAnyMaster(t, clients, skip, timeout, "lease "+lease+" gets a holder other than "+not, func(ctx context.Context, client kubernetes.Interface) (bool, error) {
 		l, err := client.CoordinationV1().Leases("kube-system").Get(ctx, lease, metav1.GetOptions{})
-		cancel()
-		if err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" && *l.Spec.HolderIdentity != not {
-			return *l.Spec.HolderIdentity
+		if err != nil {
+			return false, err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lease %s: no new holder (other than %q) within %s (last err %v)", lease, not, timeout, err)
+		if l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" && *l.Spec.HolderIdentity != not {
+			holder = *l.Spec.HolderIdentity
+			return true, nil
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return false, nil
+	})
+	return holder
 }
 
-func createPod(t *testing.T, client kubernetes.Interface, name string) {
+func createPod(t *testing.T, clients []kubernetes.Interface, skip int, name string) {
 	t.Helper()
 	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1.PodSpec{Containers: []v1.Container{{Name: "c", Image: "busybox"}}}}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	onAnyMaster(t, clients, skip, 20*time.Second, "create pod "+name, func(ctx context.Context, client kubernetes.Interface) (bool, error) {
 		_, err := client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{})
-		cancel()
-		if err == nil || strings.Contains(err.Error(), "already exists") {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("create pod %s: %v", name, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err == nil || apierrors.IsAlreadyExists(err), err
+	})
 }
 
-func waitPodBound(t *testing.T, client kubernetes.Interface, name string, timeout time.Duration) {
+func waitPodBound(t *testing.T, clients []kubernetes.Interface, skip int, name string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	onAnyMaster(t, clients, skip, timeout, "pod "+name+" scheduled", func(ctx context.Context, client kubernetes.Interface) (bool, error) {
 		p, err := client.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
-		cancel()
-		if err == nil && p.Spec.NodeName != "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pod %s not scheduled within %s (err %v)", name, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil && p.Spec.NodeName != "", err
+	})
 }
 
 // activeSampler polls leader_election_master_status on every master.
@@ -214,6 +268,8 @@ func (s *activeSampler) stop(t *testing.T) {
 	}
 }
 
+var activeUntilRE = regexp.MustCompile(`active_until=(\S+)`)
+
 var logLineRE = regexp.MustCompile(`msg="(leadership acquired; component active|leadership lost or given up; component stopped)".* component=(\S+) .*identity=(\S+) .*at=(\S+)`)
 
 // checkActiveIntervals rebuilds, from the masters' logs, every interval in
@@ -244,6 +300,13 @@ func checkActiveIntervals(t *testing.T, c *launch.Cluster, lease string, kills m
 			if strings.HasPrefix(sm[1], "leadership acquired") {
 				open[sm[3]] = at
 			} else if start, ok := open[sm[3]]; ok {
+				// The component could act until its fence closed, if
+				// that was before it logged the stop.
+				if au := activeUntilRE.FindStringSubmatch(line); au != nil {
+					if t2, err := time.Parse(time.RFC3339Nano, au[1]); err == nil && t2.Before(at) {
+						at = t2
+					}
+				}
 				all = append(all, interval{sm[3], start, at})
 				delete(open, sm[3])
 			}

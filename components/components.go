@@ -93,7 +93,6 @@ func Run(ctx context.Context, cfg Config) error {
 	var wg sync.WaitGroup
 	for _, comp := range list {
 		log := cfg.Logger.With("component", comp.lease)
-		metrics.Track(comp.lease)
 		el, err := leader.New(leader.Config{
 			Client: electionClient, Name: comp.lease, Identity: cfg.Identity,
 			LeaseDuration: cfg.LeaseDuration, RenewDeadline: cfg.RenewDeadline, RetryPeriod: cfg.RetryPeriod,
