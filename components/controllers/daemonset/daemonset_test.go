@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	"synod/components/controller"
@@ -75,6 +76,42 @@ func (e *env) addNodes(specs ...hollow.NodeSpec) {
 	}
 	e.t.Cleanup(k.Close)
 	e.nodes = append(e.nodes, k)
+}
+
+// updateNode and updateDS change an object that controllers and kubelets
+// write too: on a conflict they read it again and retry.
+func (e *env) updateNode(name string, change func(*v1.Node)) {
+	e.t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := e.client.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		change(n)
+		_, err = e.client.CoreV1().Nodes().Update(context.Background(), n, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) updateDS(name string, change func(*appsv1.DaemonSet)) *appsv1.DaemonSet {
+	e.t.Helper()
+	var out *appsv1.DaemonSet
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		ds, err := e.client.AppsV1().DaemonSets("default").Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		change(ds)
+		out, err = e.client.AppsV1().DaemonSets("default").Update(context.Background(), ds, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return out
 }
 
 func newDS(name string, selector map[string]string) *appsv1.DaemonSet {
@@ -168,15 +205,10 @@ func TestPlacement(t *testing.T) {
 		hollow.NodeSpec{Name: "n5", Labels: worker},
 	)
 	// A cordoned node still runs daemons.
-	n5, err := e.client.CoreV1().Nodes().Get(ctx, "n5", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n5.Spec.Unschedulable = true
-	n5.Spec.Taints = append(n5.Spec.Taints, v1.Taint{Key: v1.TaintNodeUnschedulable, Effect: v1.TaintEffectNoSchedule})
-	if _, err := e.client.CoreV1().Nodes().Update(ctx, n5, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	e.updateNode("n5", func(n *v1.Node) {
+		n.Spec.Unschedulable = true
+		n.Spec.Taints = append(n.Spec.Taints, v1.Taint{Key: v1.TaintNodeUnschedulable, Effect: v1.TaintEffectNoSchedule})
+	})
 	ds, err := e.client.AppsV1().DaemonSets("default").Create(ctx, newDS("agent", worker), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -216,14 +248,7 @@ func TestPlacement(t *testing.T) {
 	if err := e.client.CoreV1().Nodes().Delete(ctx, "n2", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	n1, err := e.client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n1.Labels["role"] = "db"
-	if _, err := e.client.CoreV1().Nodes().Update(ctx, n1, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	e.updateNode("n1", func(n *v1.Node) { n.Labels["role"] = "db" })
 	e.waitPlacement("agent", "n5", "n6")
 	e.waitStatus("agent", "status after node changes", func(s appsv1.DaemonSetStatus, _ *appsv1.DaemonSet) bool {
 		return s.DesiredNumberScheduled == 2 && s.CurrentNumberScheduled == 2 && s.NumberMisscheduled == 0 && s.NumberReady == 2
@@ -276,15 +301,7 @@ func TestRollingUpdate(t *testing.T) {
 	e.waitStatus("roll", "all available", func(s appsv1.DaemonSetStatus, _ *appsv1.DaemonSet) bool { return s.NumberAvailable == 5 })
 
 	worst := watchUnavailable(t, e.client, "roll", names)
-	cur, err := e.client.AppsV1().DaemonSets("default").Get(ctx, "roll", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cur.Spec.Template.Spec.Containers[0].Image = "agent:2"
-	cur, err = e.client.AppsV1().DaemonSets("default").Update(ctx, cur, metav1.UpdateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cur := e.updateDS("roll", func(ds *appsv1.DaemonSet) { ds.Spec.Template.Spec.Containers[0].Image = "agent:2" })
 	hash := templateHash(cur)
 	e.waitStatus("roll", "rollout", func(s appsv1.DaemonSetStatus, d *appsv1.DaemonSet) bool {
 		return s.ObservedGeneration == d.Generation && s.UpdatedNumberScheduled == 5 && s.NumberAvailable == 5
@@ -301,12 +318,10 @@ func TestRollingUpdate(t *testing.T) {
 	}
 
 	// OnDelete: a template change replaces nothing until a pod is deleted.
-	cur, _ = e.client.AppsV1().DaemonSets("default").Get(ctx, "roll", metav1.GetOptions{})
-	cur.Spec.UpdateStrategy = appsv1.DaemonSetUpdateStrategy{Type: appsv1.OnDeleteDaemonSetStrategyType}
-	cur.Spec.Template.Spec.Containers[0].Image = "agent:3"
-	if cur, err = e.client.AppsV1().DaemonSets("default").Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	e.updateDS("roll", func(ds *appsv1.DaemonSet) {
+		ds.Spec.UpdateStrategy = appsv1.DaemonSetUpdateStrategy{Type: appsv1.OnDeleteDaemonSetStrategyType}
+		ds.Spec.Template.Spec.Containers[0].Image = "agent:3"
+	})
 	e.waitStatus("roll", "observed OnDelete change", func(s appsv1.DaemonSetStatus, d *appsv1.DaemonSet) bool {
 		return s.ObservedGeneration == d.Generation && s.UpdatedNumberScheduled == 0
 	})
@@ -412,14 +427,7 @@ func TestRollingUpdateSurge(t *testing.T) {
 	e.waitPlacement("surge", names...)
 	e.waitStatus("surge", "all available", func(s appsv1.DaemonSetStatus, _ *appsv1.DaemonSet) bool { return s.NumberAvailable == 3 })
 	worst := watchUnavailable(t, e.client, "surge", names)
-	cur, err := e.client.AppsV1().DaemonSets("default").Get(ctx, "surge", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cur.Spec.Template.Spec.Containers[0].Image = "agent:2"
-	if _, err := e.client.AppsV1().DaemonSets("default").Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	e.updateDS("surge", func(ds *appsv1.DaemonSet) { ds.Spec.Template.Spec.Containers[0].Image = "agent:2" })
 	e.waitStatus("surge", "rollout", func(s appsv1.DaemonSetStatus, d *appsv1.DaemonSet) bool {
 		return s.ObservedGeneration == d.Generation && s.UpdatedNumberScheduled == 3 && s.NumberAvailable == 3
 	})

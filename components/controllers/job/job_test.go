@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
@@ -402,8 +403,7 @@ func TestSuspendAndDeletedPod(t *testing.T) {
 	if created, _ := pw.stats(); created != 0 {
 		t.Fatalf("suspended job created %d pods", created)
 	}
-	j.Spec.Suspend = ptr.To(false)
-	if _, err := client.BatchV1().Jobs("default").Update(ctx, j, metav1.UpdateOptions{}); err != nil {
+	if _, err := client.BatchV1().Jobs("default").Patch(ctx, "later", types.MergePatchType, []byte(`{"spec":{"suspend":false}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	j = waitJob(t, client, "later", 5*time.Second, "a ready pod", func(j *batchv1.Job) bool { return j.Status.Ready != nil && *j.Status.Ready == 1 })

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	"synod/internal/hollow"
@@ -235,9 +236,13 @@ func TestTaintEviction(t *testing.T) {
 	// Taint n1 by hand with a whole-second timeAdded (the API keeps
 	// seconds), so "2s after timeAdded" is exact.
 	added := time.Now().Truncate(time.Second)
-	n1 := getNode(t, client, "n1")
-	n1.Spec.Taints = append(n1.Spec.Taints, v1.Taint{Key: key, Effect: v1.TaintEffectNoExecute, TimeAdded: &metav1.Time{Time: added}})
-	if _, err := client.CoreV1().Nodes().Update(ctx, n1, metav1.UpdateOptions{}); err != nil {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error { // the kubelet writes the node too
+		n1 := getNode(t, client, "n1")
+		n1.Spec.Taints = append(n1.Spec.Taints, v1.Taint{Key: key, Effect: v1.TaintEffectNoExecute, TimeAdded: &metav1.Time{Time: added}})
+		_, err := client.CoreV1().Nodes().Update(ctx, n1, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	poll(t, 3*time.Second, "untolerating pod evicted", func() (bool, error) { return deleted(client, plain.Name) })
