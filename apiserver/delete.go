@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -73,6 +74,7 @@ func (s *Server) delete(ctx context.Context, r *http.Request, req *request) (run
 			return cur, nil
 		}
 		rev, _ := strconv.ParseInt(m.GetResourceVersion(), 10, 64)
+		before := cur.DeepCopyObject()
 		// The propagation policy becomes a finalizer the garbage collector
 		// acts on, as in Kubernetes (orphan: unlink dependents first;
 		// foregroundDeletion: delete blocking dependents first).
@@ -95,6 +97,11 @@ func (s *Server) delete(ctx context.Context, r *http.Request, req *request) (run
 			// delete with grace 0 (the job controller counts a pod by
 			// its batch.kubernetes.io/job-tracking finalizer).
 			pending = pending || grace > 0
+			// A repeated delete may shorten the grace period, never
+			// extend it (as in Kubernetes).
+			if prev := m.GetDeletionGracePeriodSeconds(); m.GetDeletionTimestamp() != nil && prev != nil && *prev < grace {
+				grace = *prev
+			}
 			m.SetDeletionGracePeriodSeconds(&grace)
 		}
 		if !pending {
@@ -116,6 +123,13 @@ func (s *Server) delete(ctx context.Context, r *http.Request, req *request) (run
 		}
 		if ns, ok := cur.(*corev1.Namespace); ok {
 			ns.Status.Phase = corev1.NamespaceTerminating
+		}
+		if apiequality.Semantic.DeepEqual(before, cur) {
+			// Deleting what is already being deleted changes nothing:
+			// no write, no watch event (a kubelet re-confirming its
+			// delete of a pod held by a finalizer would otherwise
+			// rewrite it in a loop).
+			return cur, nil
 		}
 		return s.store.update(ctx, req.res, req.namespace, req.name, rev, cur)
 	})

@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -182,5 +183,66 @@ func TestMetadataClient(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("no watch event")
+	}
+}
+
+// A repeated delete of an object already being deleted writes nothing (no new
+// resourceVersion, no watch event), and never lengthens a pod's grace period.
+func TestRepeatedDeleteDoesNotWrite(t *testing.T) {
+	api := newTestAPI(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pods := api.client.CoreV1().Pods("default")
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "held", Finalizers: []string{"example.com/hold"}},
+		Spec: corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}
+	if _, err := pods.Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ten, zero, sixty := int64(10), int64(0), int64(60)
+	if err := pods.Delete(ctx, "held", metav1.DeleteOptions{GracePeriodSeconds: &ten}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := pods.Get(ctx, "held", metav1.GetOptions{})
+	if err != nil || first.DeletionTimestamp == nil || *first.DeletionGracePeriodSeconds != 10 {
+		t.Fatalf("after first delete: %v %+v", err, first.ObjectMeta)
+	}
+	if err := pods.Delete(ctx, "held", metav1.DeleteOptions{GracePeriodSeconds: &sixty}); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := pods.Get(ctx, "held", metav1.GetOptions{})
+	if again.ResourceVersion != first.ResourceVersion || *again.DeletionGracePeriodSeconds != 10 {
+		t.Fatalf("a longer grace period rewrote the pod: rv %s -> %s, grace %d", first.ResourceVersion, again.ResourceVersion, *again.DeletionGracePeriodSeconds)
+	}
+	// The kubelet confirms with grace 0: a real change (shorter), once.
+	for range 3 {
+		if err := pods.Delete(ctx, "held", metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last, _ := pods.Get(ctx, "held", metav1.GetOptions{})
+	if *last.DeletionGracePeriodSeconds != 0 {
+		t.Fatalf("grace not shortened: %d", *last.DeletionGracePeriodSeconds)
+	}
+	rv1, _ := strconv.ParseInt(first.ResourceVersion, 10, 64)
+	rv2, _ := strconv.ParseInt(last.ResourceVersion, 10, 64)
+	if rv2 == rv1 {
+		t.Fatal("shortening the grace period did not write")
+	}
+	w, err := pods.Watch(ctx, metav1.ListOptions{ResourceVersion: last.ResourceVersion, FieldSelector: "metadata.name=held"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if err := pods.Delete(ctx, "held", metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	// Removing the finalizer deletes the pod: that is the next event, and
+	// no MODIFIED may come before it.
+	if _, err := pods.Patch(ctx, "held", types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ev := <-w.ResultChan()
+	if ev.Type != watch.Deleted {
+		t.Fatalf("first event after the repeated delete is %s, want DELETED (from the finalizer removal)", ev.Type)
 	}
 }
