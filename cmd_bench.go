@@ -68,8 +68,63 @@ func benchCommand() *cli.Command {
 				&cli.StringFlag{Name: "markdown", Usage: "also write the Markdown table to `FILE`"},
 			},
 			Action: runBenchAPI,
+		}, {
+			Name:  "scheduler",
+			Usage: "measure how fast the scheduler binds pending pods",
+			UsageText: "synod bench scheduler [--nodes N] [--pods N] [--masters N] [--clients N] [--bind-concurrency N]\n" +
+				"                      [--timeout D] [--dir DIR] [--json FILE] [--markdown FILE]\n\n" +
+				"Starts a synod cluster with the Kubernetes API but without scheduler and controllers, creates\n" +
+				"the nodes (Ready, 4 cpu, 32Gi, 110 pods) and the pending pods (100m cpu, 500Mi) through the API,\n" +
+				"then runs synod's scheduler in-process against it until every pod is bound, as timed by a\n" +
+				"watcher on its own connection. Prints pods scheduled per second, time to the first binding,\n" +
+				"and whether the goal (>= 1,000 pods/s) was met.",
+			Flags: []cli.Flag{
+				&cli.IntFlag{Name: "nodes", Value: 1000, Usage: "nodes to create"},
+				&cli.IntFlag{Name: "pods", Value: 10000, Usage: "pending pods to create and schedule"},
+				&cli.IntFlag{Name: "masters", Value: 1, Usage: "masters in the launched cluster"},
+				&cli.IntFlag{Name: "clients", Value: 32, Usage: "concurrent clients creating the nodes and pods"},
+				&cli.IntFlag{Name: "bind-concurrency", Value: 0, Usage: "the scheduler's bindings in flight (0: its default)"},
+				&cli.BoolFlag{Name: "events", Value: true, Usage: "write the scheduler's Scheduled events to the API, as a master does (--events=false to see their cost)"},
+				&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "bound on the scheduling phase"},
+				&cli.StringFlag{Name: "dir", Usage: "parent of the temporary data dir, removed at the end (default: $TMPDIR or /tmp)"},
+				&cli.StringFlag{Name: "json", Usage: "also write the results as JSON to `FILE`"},
+				&cli.StringFlag{Name: "markdown", Usage: "also write the Markdown table to `FILE`"},
+			},
+			Action: runBenchScheduler,
 		}},
 	}
+}
+
+func runBenchScheduler(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageError(c, "takes no arguments, got %q", c.Args().Slice())
+	}
+	o := bench.SchedulerOptions{
+		Nodes:           c.Int("nodes"),
+		Pods:            c.Int("pods"),
+		Masters:         c.Int("masters"),
+		Clients:         c.Int("clients"),
+		BindConcurrency: c.Int("bind-concurrency"),
+		NoEvents:        !c.Bool("events"),
+		Timeout:         c.Duration("timeout"),
+		Dir:             c.String("dir"),
+		Logger:          logger(c),
+		Progress:        c.App.ErrWriter,
+	}
+	if o.Nodes < 1 || o.Pods < 1 || o.Masters < 1 || o.Clients < 1 || o.BindConcurrency < 0 || o.Timeout <= 0 {
+		return usageError(c, "--nodes, --pods, --masters and --clients must be ≥ 1, --bind-concurrency ≥ 0 and --timeout > 0")
+	}
+	var err error
+	if o.SynodBinary, err = os.Executable(); err != nil {
+		return runtimeError(c, fmt.Errorf("find the synod binary: %w", err))
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, runErr := bench.RunScheduler(ctx, o)
+	if rep != nil && rep.Bound > 0 {
+		runErr = benchPrint(c, rep.Markdown(), rep, runErr)
+	}
+	return benchExit(c, ctx, runErr)
 }
 
 func runBenchAPI(c *cli.Context) error {

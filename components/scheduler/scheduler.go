@@ -168,8 +168,20 @@ func (s *Scheduler) Run(ctx context.Context) {
 	s.log.Info("scheduler stopped")
 }
 
-// Scheduled is the number of pods this scheduler has bound.
-func (s *Scheduler) Scheduled() int64 { return s.scheduled.Load() }
+// Stats is a snapshot of the scheduler's state.
+type Stats struct {
+	Nodes         int   // schedulable candidates: nodes known through the informer
+	Unschedulable int   // pods waiting for a backoff or a cluster change
+	Scheduled     int64 // pods this scheduler has bound
+}
+
+// Stats returns the scheduler's current counts.
+func (s *Scheduler) Stats() Stats {
+	s.cache.mu.Lock()
+	nodes := len(s.cache.list)
+	s.cache.mu.Unlock()
+	return Stats{Nodes: nodes, Unschedulable: s.queue.pending(), Scheduled: s.scheduled.Load()}
+}
 
 // responsible: an unassigned, live pod for this scheduler whose
 // scheduling gates are all removed.
@@ -406,7 +418,7 @@ func (s *Scheduler) findNode(p *podSchedInfo) (*nodeInfo, error) {
 
 // parallelThreshold is the cluster size from which filtering is spread
 // over goroutines: below it, handing work over costs more than it saves.
-const parallelThreshold = 512
+const parallelThreshold = 1000
 
 // filterAll fills s.results for the nodes walked from start, stopping once
 // want nodes fit. Large clusters are filtered in chunks by Parallelism
@@ -440,14 +452,16 @@ func (s *Scheduler) filterAll(p *podSchedInfo, list []*nodeInfo, start, want int
 				if lo >= n {
 					return
 				}
+				fits := 0
 				for i := lo; i < min(lo+chunk, n); i++ {
 					j := (start + i) % n
 					st := filter(p, list[j])
 					s.results[j] = filterResult{done: true, st: st}
 					if st == nil {
-						found.Add(1)
+						fits++
 					}
 				}
+				found.Add(int64(fits)) // once per chunk: a shared counter bounces between cores
 			}
 		})
 	}
