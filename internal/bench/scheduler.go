@@ -95,6 +95,8 @@ type SchedulerReport struct {
 	Bound            int           // pods seen bound (Pods when complete)
 	PodsPerSec       float64       // Bound / Elapsed
 	SteadyPodsPerSec float64       // pods bound after the first / (last − first bind)
+	Events           int           // events the scheduler wrote (one Scheduled per pod, and more)
+	EventsLag        time.Duration // last binding → its events written
 	Notes            []string
 }
 
@@ -281,6 +283,22 @@ func schedPod(name string) *corev1.Pod {
 	}
 }
 
+// countingSink counts the events written to the API.
+type countingSink struct {
+	record.EventSink
+	created atomic.Int64
+	last    atomic.Int64 // unix nanos of the last write
+}
+
+func (s *countingSink) Create(ev *corev1.Event) (*corev1.Event, error) {
+	out, err := s.EventSink.Create(ev)
+	if err == nil {
+		s.created.Add(1)
+		s.last.Store(time.Now().UnixNano())
+	}
+	return out, err
+}
+
 // bindWatch counts the benchmark's pods as they become bound.
 type bindWatch struct {
 	mu    sync.Mutex
@@ -324,8 +342,9 @@ func schedRun(ctx context.Context, o SchedulerOptions, b *apiBench, conns *connS
 		return err
 	}
 	events := record.NewBroadcaster(record.WithContext(ctx))
+	sink := &countingSink{EventSink: &typedcorev1.EventSinkImpl{Interface: scs.CoreV1().Events("")}}
 	if !o.NoEvents {
-		events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: scs.CoreV1().Events("")})
+		events.StartRecordingToSink(sink)
 	}
 	defer events.Shutdown()
 	sctx, scancel := context.WithCancel(ctx)
@@ -402,6 +421,21 @@ func schedRun(ctx context.Context, o SchedulerOptions, b *apiBench, conns *connS
 	if steady := w.last.Sub(w.first); rep.Bound > 1 && steady > 0 {
 		rep.SteadyPodsPerSec = float64(rep.Bound-1) / steady.Seconds()
 	}
+	// The Scheduled events trail the bindings: client-go writes them one
+	// at a time, and drops what does not fit its 1,000-event queue. Wait
+	// (bounded) until the writer has been idle for a second, so the run
+	// ends with the API quiet, and report what was written.
+	if !o.NoEvents {
+		deadline := time.Now().Add(30 * time.Second)
+		for ctx.Err() == nil && time.Now().Before(deadline) &&
+			(sink.created.Load() < int64(rep.Bound)) && time.Since(time.Unix(0, sink.last.Load())) < time.Second {
+			time.Sleep(20 * time.Millisecond)
+		}
+		rep.Events = int(sink.created.Load())
+		if last := sink.last.Load(); last != 0 {
+			rep.EventsLag = time.Unix(0, last).Sub(w.last)
+		}
+	}
 	if st := s.Stats(); st.Unschedulable > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%d pods were unschedulable at the end", st.Unschedulable))
 	}
@@ -431,6 +465,10 @@ func (r *SchedulerReport) Markdown() string {
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "> Note: %s\n\n", n)
 	}
+	if r.Events > 0 {
+		fmt.Fprintf(&b, "The scheduler wrote %s of the %s Scheduled events, the last %s after the last binding (client-go's event writer sends one at a time and drops what exceeds its 1,000-event queue).\n\n",
+			thousands(r.Events), thousands(r.Bound), fmtMs(r.EventsLag))
+	}
 	head := []string{"nodes", "pods", "bound", "informer sync", "first bind", "all bound", "pods/s", "pods/s after first bind"}
 	right := []bool{true, true, true, true, true, true, true, true}
 	row := []string{strconv.Itoa(r.Nodes), strconv.Itoa(r.Pods), strconv.Itoa(r.Bound), fmtMs(r.Sync), fmtMs(r.FirstBind),
@@ -456,13 +494,15 @@ func (r *SchedulerReport) JSON() ([]byte, error) {
 		Bound            int       `json:"bound"`
 		PodsPerSec       float64   `json:"pods_per_sec"`
 		SteadyPodsPerSec float64   `json:"pods_per_sec_after_first_bind"`
+		Events           int       `json:"events"`
+		EventsLagMs      float64   `json:"events_lag_ms"`
 		GoalPodsPerSec   int       `json:"goal_pods_per_sec"`
 		GoalMet          bool      `json:"goal_met"`
 		Notes            []string  `json:"notes,omitempty"`
 	}{
 		Started: r.Started, Masters: r.Masters, Nodes: r.Nodes, Pods: r.Pods, NumCPU: r.NumCPU,
 		CreatePodsPerSec: r.CreatePodsPerSec, SyncMs: ms(r.Sync), FirstBindMs: ms(r.FirstBind), ElapsedMs: ms(r.Elapsed),
-		Bound: r.Bound, PodsPerSec: r.PodsPerSec, SteadyPodsPerSec: r.SteadyPodsPerSec,
+		Bound: r.Bound, PodsPerSec: r.PodsPerSec, SteadyPodsPerSec: r.SteadyPodsPerSec, Events: r.Events, EventsLagMs: ms(r.EventsLag),
 		GoalPodsPerSec: GoalPodsPerSec, GoalMet: r.Bound == r.Pods && r.PodsPerSec >= GoalPodsPerSec, Notes: r.Notes,
 	}
 	b, err := json.MarshalIndent(out, "", "  ")
