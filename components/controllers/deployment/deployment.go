@@ -102,48 +102,7 @@ func New(c *controller.Context) (controller.Runner, error) {
 
 // Run syncs Deployments with c.workers workers until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return
-	}
-	c.logger.Info("starting deployment controller", "workers", c.workers)
-	var wg sync.WaitGroup
-	for range c.workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for c.processNext(ctx) {
-			}
-		}()
-	}
-	<-ctx.Done()
-	c.queue.ShutDown()
-	wg.Wait()
-	c.logger.Info("stopped deployment controller")
-}
-
-func (c *Controller) processNext(ctx context.Context) bool {
-	key, quit := c.queue.Get()
-	if quit {
-		return false
-	}
-	defer c.queue.Done(key)
-	if ctx.Err() != nil {
-		return true // the term is over: drain without acting
-	}
-	if err := c.sync(ctx, key); err != nil {
-		if ctx.Err() == nil {
-			level := slog.LevelWarn
-			if apierrors.IsConflict(err) {
-				level = slog.LevelDebug // a stale cache; the requeue fixes it
-			}
-			c.logger.Log(ctx, level, "sync failed", "deployment", key, "err", err)
-		}
-		c.queue.AddRateLimited(key)
-		return true
-	}
-	c.queue.Forget(key)
-	return true
+	controller.RunWorkers(ctx, c.logger, "deployment", c.queue, c.workers, c.synced, c.sync)
 }
 
 func (c *Controller) enqueueObj(obj any) {

@@ -13,7 +13,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -145,23 +144,10 @@ func (e *Controller) onPodUpdate(oldObj, newObj any) {
 
 // Run syncs services until ctx ends.
 func (e *Controller) Run(ctx context.Context) {
-	defer e.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), e.synced...) {
-		return
+	if cache.WaitForCacheSync(ctx.Done(), e.synced...) {
+		e.leftoverOnce.Do(e.checkLeftoverEndpoints)
 	}
-	e.leftoverOnce.Do(e.checkLeftoverEndpoints)
-	var wg sync.WaitGroup
-	for i := 0; i < e.workers; i++ {
-		wg.Go(func() {
-			wait.UntilWithContext(ctx, func(ctx context.Context) {
-				for e.processNext(ctx) {
-				}
-			}, time.Second)
-		})
-	}
-	<-ctx.Done()
-	e.queue.ShutDown()
-	wg.Wait()
+	controller.RunWorkers(ctx, e.log, "endpoint", e.queue, e.workers, e.synced, e.sync)
 }
 
 // checkLeftoverEndpoints queues the Endpoints this controller wrote for
@@ -179,23 +165,6 @@ func (e *Controller) checkLeftoverEndpoints() {
 			e.queue.Add(controller.Key(ep))
 		}
 	}
-}
-
-func (e *Controller) processNext(ctx context.Context) bool {
-	key, quit := e.queue.Get()
-	if quit {
-		return false
-	}
-	defer e.queue.Done(key)
-	if err := e.sync(ctx, key); err != nil {
-		if ctx.Err() == nil {
-			e.log.Debug("sync failed; retrying", "service", key, "err", err)
-		}
-		e.queue.AddRateLimited(key)
-		return true
-	}
-	e.queue.Forget(key)
-	return true
 }
 
 func (e *Controller) sync(ctx context.Context, key string) error {

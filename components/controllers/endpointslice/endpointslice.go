@@ -15,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
@@ -40,7 +39,7 @@ const (
 
 // errStaleCache: the informer has not shown this controller's own last
 // writes yet; acting now could duplicate slices.
-var errStaleCache = errors.New("endpointslice cache is behind this controller's writes")
+var errStaleCache = fmt.Errorf("endpointslice cache is behind this controller's writes: %w", controller.ErrRetry)
 
 // Controller keeps a service's EndpointSlices in line with its pods.
 type Controller struct {
@@ -163,39 +162,7 @@ func (e *Controller) onPodUpdate(oldObj, newObj any) {
 
 // Run syncs services until ctx ends.
 func (e *Controller) Run(ctx context.Context) {
-	defer e.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), e.synced...) {
-		return
-	}
-	var wg sync.WaitGroup
-	for i := 0; i < e.workers; i++ {
-		wg.Go(func() {
-			wait.UntilWithContext(ctx, func(ctx context.Context) {
-				for e.processNext(ctx) {
-				}
-			}, time.Second)
-		})
-	}
-	<-ctx.Done()
-	e.queue.ShutDown()
-	wg.Wait()
-}
-
-func (e *Controller) processNext(ctx context.Context) bool {
-	key, quit := e.queue.Get()
-	if quit {
-		return false
-	}
-	defer e.queue.Done(key)
-	if err := e.sync(ctx, key); err != nil {
-		if ctx.Err() == nil && !errors.Is(err, errStaleCache) {
-			e.log.Debug("sync failed; retrying", "service", key, "err", err)
-		}
-		e.queue.AddRateLimited(key)
-		return true
-	}
-	e.queue.Forget(key)
-	return true
+	controller.RunWorkers(ctx, e.log, "endpointslice", e.queue, e.workers, e.synced, e.sync)
 }
 
 func (e *Controller) sync(ctx context.Context, key string) error {

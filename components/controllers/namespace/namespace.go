@@ -9,14 +9,12 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -44,6 +42,9 @@ type errContentRemaining struct{ remaining int }
 func (e *errContentRemaining) Error() string {
 	return fmt.Sprintf("%d objects remain in the namespace", e.remaining)
 }
+
+// Unwrap makes remaining content an expected, quietly retried condition.
+func (e *errContentRemaining) Unwrap() error { return controller.ErrRetry }
 
 // Controller empties terminating namespaces and then finalizes them.
 type Controller struct {
@@ -136,44 +137,7 @@ func metadataClient(cs kubernetes.Interface) (metadata.Interface, error) {
 
 // Run works until ctx ends.
 func (n *Controller) Run(ctx context.Context) {
-	defer n.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), n.synced...) {
-		return
-	}
-	var wg sync.WaitGroup
-	for i := 0; i < n.workers; i++ {
-		wg.Go(func() {
-			wait.UntilWithContext(ctx, func(ctx context.Context) {
-				for n.processNext(ctx) {
-				}
-			}, time.Second)
-		})
-	}
-	<-ctx.Done()
-	n.queue.ShutDown()
-	wg.Wait()
-}
-
-func (n *Controller) processNext(ctx context.Context) bool {
-	key, quit := n.queue.Get()
-	if quit {
-		return false
-	}
-	defer n.queue.Done(key)
-	err := n.sync(ctx, key)
-	var remaining *errContentRemaining
-	switch {
-	case err == nil:
-		n.queue.Forget(key)
-	case errors.As(err, &remaining):
-		n.queue.AddRateLimited(key)
-	default:
-		if ctx.Err() == nil {
-			n.log.Warn("namespace deletion failed; retrying", "namespace", key, "err", err)
-		}
-		n.queue.AddRateLimited(key)
-	}
-	return true
+	controller.RunWorkers(ctx, n.log, "namespace", n.queue, n.workers, n.synced, n.sync)
 }
 
 // sync is Kubernetes' namespacedResourcesDeleter.Delete: mark the

@@ -105,45 +105,7 @@ func New(c *controller.Context) (controller.Runner, error) {
 
 // Run syncs ReplicaSets with c.workers workers until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return
-	}
-	c.logger.Info("starting replicaset controller", "workers", c.workers)
-	var wg sync.WaitGroup
-	for range c.workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for c.processNext(ctx) {
-			}
-		}()
-	}
-	<-ctx.Done()
-	c.queue.ShutDown()
-	wg.Wait()
-	c.logger.Info("stopped replicaset controller")
-}
-
-func (c *Controller) processNext(ctx context.Context) bool {
-	key, quit := c.queue.Get()
-	if quit {
-		return false
-	}
-	defer c.queue.Done(key)
-	if ctx.Err() != nil {
-		// The term is over: drain the queue without acting.
-		return true
-	}
-	if err := c.sync(ctx, key); err != nil {
-		if ctx.Err() == nil {
-			c.logger.Warn("sync failed", "replicaset", key, "err", err)
-		}
-		c.queue.AddRateLimited(key)
-		return true
-	}
-	c.queue.Forget(key)
-	return true
+	controller.RunWorkers(ctx, c.logger, "replicaset", c.queue, c.workers, c.synced, c.sync)
 }
 
 // resolveControllerRef returns the ReplicaSet ref points to, or nil if it
