@@ -85,11 +85,7 @@ func New(c *controller.Context) (controller.Runner, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("endpoint: service handler: %w", err)
 	}
-	if _, err := podInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    e.onPod,
-		UpdateFunc: e.onPodUpdate,
-		DeleteFunc: e.onPod,
-	}); err != nil {
+	if _, err := podInformer.Informer().AddEventHandler(endpointutil.PodHandler(e.services, e.queue.Add)); err != nil {
 		return nil, fmt.Errorf("endpoint: pod handler: %w", err)
 	}
 	// A deleted Endpoints object is written again if its service still
@@ -108,38 +104,6 @@ func (e *Controller) enqueue(obj any) {
 		return
 	}
 	e.queue.Add(key)
-}
-
-func podOf(obj any) *v1.Pod {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	pod, _ := obj.(*v1.Pod)
-	return pod
-}
-
-func (e *Controller) onPod(obj any) {
-	pod := podOf(obj)
-	if pod == nil {
-		return
-	}
-	keys, err := endpointutil.ServicesForPod(e.services, pod)
-	if err != nil {
-		return
-	}
-	for key := range keys {
-		e.queue.Add(key)
-	}
-}
-
-func (e *Controller) onPodUpdate(oldObj, newObj any) {
-	oldPod, newPod := podOf(oldObj), podOf(newObj)
-	if oldPod == nil || newPod == nil {
-		return
-	}
-	for key := range endpointutil.PodChangedServices(e.services, oldPod, newPod) {
-		e.queue.Add(key)
-	}
 }
 
 // Run syncs services until ctx ends.

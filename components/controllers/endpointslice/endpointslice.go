@@ -86,11 +86,7 @@ func New(c *controller.Context) (controller.Runner, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("endpointslice: service handler: %w", err)
 	}
-	if _, err := podInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    e.onPod,
-		UpdateFunc: e.onPodUpdate,
-		DeleteFunc: e.onPod,
-	}); err != nil {
+	if _, err := podInformer.Informer().AddEventHandler(endpointutil.PodHandler(e.services, e.queue.Add)); err != nil {
 		return nil, fmt.Errorf("endpointslice: pod handler: %w", err)
 	}
 	// Slices changed or deleted by someone else are put back.
@@ -124,38 +120,6 @@ func New(c *controller.Context) (controller.Runner, error) {
 
 func (e *Controller) enqueue(obj any) {
 	if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-		e.queue.Add(key)
-	}
-}
-
-func podOf(obj any) *v1.Pod {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	pod, _ := obj.(*v1.Pod)
-	return pod
-}
-
-func (e *Controller) onPod(obj any) {
-	pod := podOf(obj)
-	if pod == nil {
-		return
-	}
-	keys, err := endpointutil.ServicesForPod(e.services, pod)
-	if err != nil {
-		return
-	}
-	for key := range keys {
-		e.queue.Add(key)
-	}
-}
-
-func (e *Controller) onPodUpdate(oldObj, newObj any) {
-	oldPod, newPod := podOf(oldObj), podOf(newObj)
-	if oldPod == nil || newPod == nil {
-		return
-	}
-	for key := range endpointutil.PodChangedServices(e.services, oldPod, newPod) {
 		e.queue.Add(key)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/sets"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
 
 	"synod/components/controller"
 )
@@ -156,4 +157,44 @@ func podEndpointsChanged(oldPod, newPod *v1.Pod) bool {
 func DeepHashObject(hasher hash.Hash, obj any) {
 	hasher.Reset()
 	fmt.Fprintf(hasher, "%v", dump.ForHash(obj))
+}
+
+// PodHandler is the pod event handler both endpoint controllers register:
+// it enqueues (with add) the keys of the services whose endpoints a pod
+// event may change.
+func PodHandler(lister corelisters.ServiceLister, add func(key string)) cache.ResourceEventHandlerFuncs {
+	onPod := func(obj any) {
+		pod := podOf(obj)
+		if pod == nil {
+			return
+		}
+		keys, err := ServicesForPod(lister, pod)
+		if err != nil {
+			return
+		}
+		for key := range keys {
+			add(key)
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    onPod,
+		DeleteFunc: onPod,
+		UpdateFunc: func(oldObj, newObj any) {
+			oldPod, newPod := podOf(oldObj), podOf(newObj)
+			if oldPod == nil || newPod == nil {
+				return
+			}
+			for key := range PodChangedServices(lister, oldPod, newPod) {
+				add(key)
+			}
+		},
+	}
+}
+
+func podOf(obj any) *v1.Pod {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	pod, _ := obj.(*v1.Pod)
+	return pod
 }
