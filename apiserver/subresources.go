@@ -146,8 +146,21 @@ func (s *Server) bind(ctx context.Context, r *http.Request, req *request) (runti
 		return nil, 0, apierrors.NewInvalid(corev1.SchemeGroupVersion.WithKind("Binding").GroupKind(), req.name,
 			field.ErrorList{field.Required(field.NewPath("target", "name"), "")})
 	}
+	attempt := 0
 	_, err = retryOnConflict(func() (runtime.Object, error) {
-		cur, err := s.store.get(ctx, req.res, req.namespace, req.name)
+		// The first read is this master's replica (no read-index round
+		// trip): the write below is conditional on the revision read, so
+		// a stale read can only fail as a Conflict, and the retry reads
+		// linearizably. Schedulers bind pods created a while ago, so the
+		// local copy is almost always current.
+		var cur runtime.Object
+		var err error
+		if attempt++; attempt == 1 {
+			cur, err = s.store.getLocal(ctx, req.res, req.namespace, req.name)
+		}
+		if attempt > 1 || apierrors.IsNotFound(err) { // not here yet, perhaps
+			cur, err = s.store.get(ctx, req.res, req.namespace, req.name)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -1,10 +1,13 @@
 package auth
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -30,7 +33,27 @@ var (
 type X509Authenticator struct {
 	roots *x509.CertPool
 	now   func() time.Time // non-const so modifiable by tests
+
+	// verified caches successful verifications by certificate chain, as
+	// kube-apiserver's x509 authenticator does: a chain verification costs
+	// signature checks, and an HTTP/2 client sends every request with the
+	// same chain. An entry holds until the chain's first expiry.
+	mu       sync.Mutex
+	verified map[[sha256.Size]byte]verifiedChain
 }
+
+type verifiedChain struct {
+	user     User
+	notAfter time.Time
+}
+
+// maxVerifiedChains bounds the cache; it is emptied when full. An entry is
+// trusted for at most verifiedTTL, so that what Verify checks beyond the
+// presented chain (the root's own validity) is looked at again.
+const (
+	maxVerifiedChains = 1024
+	verifiedTTL       = 10 * time.Minute
+)
 
 var _ Authenticator = (*X509Authenticator)(nil)
 
@@ -47,10 +70,23 @@ func (a *X509Authenticator) Authenticate(r *http.Request) (*User, bool, error) {
 		return nil, false, nil
 	}
 	leaf := r.TLS.PeerCertificates[0]
+	now := a.now()
+	h := sha256.New()
+	for _, c := range r.TLS.PeerCertificates {
+		h.Write(c.Raw)
+	}
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+	a.mu.Lock()
+	v, ok := a.verified[key]
+	a.mu.Unlock()
+	if ok && now.Before(v.notAfter) && !now.Before(leaf.NotBefore) {
+		return &User{Name: v.user.Name, Groups: slices.Clone(v.user.Groups)}, true, nil
+	}
 	opts := x509.VerifyOptions{
 		Roots:         a.roots,
 		Intermediates: x509.NewCertPool(),
-		CurrentTime:   a.now(),
+		CurrentTime:   now,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
 	for _, c := range r.TLS.PeerCertificates[1:] {
@@ -62,10 +98,20 @@ func (a *X509Authenticator) Authenticate(r *http.Request) (*User, bool, error) {
 	if leaf.Subject.CommonName == "" {
 		return nil, false, ErrEmptyCommonName
 	}
-	return &User{
-		Name:   leaf.Subject.CommonName,
-		Groups: withAuthenticated(leaf.Subject.Organization),
-	}, true, nil
+	u := User{Name: leaf.Subject.CommonName, Groups: withAuthenticated(leaf.Subject.Organization)}
+	notAfter := now.Add(verifiedTTL)
+	for _, c := range r.TLS.PeerCertificates {
+		if c.NotAfter.Before(notAfter) {
+			notAfter = c.NotAfter
+		}
+	}
+	a.mu.Lock()
+	if a.verified == nil || len(a.verified) >= maxVerifiedChains {
+		a.verified = map[[sha256.Size]byte]verifiedChain{}
+	}
+	a.verified[key] = verifiedChain{user: u, notAfter: notAfter}
+	a.mu.Unlock()
+	return &User{Name: u.Name, Groups: slices.Clone(u.Groups)}, true, nil
 }
 
 // BearerToken returns the token of an "Authorization: Bearer <token>"

@@ -2,7 +2,9 @@ package auth
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
 	"net/http"
@@ -244,5 +246,49 @@ func TestParseTokensBadLines(t *testing.T) {
 	}
 	if _, err := NewTokenFile("/nonexistent/tokens.csv"); err == nil {
 		t.Error("NewTokenFile on a missing file succeeded")
+	}
+}
+
+// Verified chains are cached (an HTTP/2 client presents the same chain on
+// every request), but never past the certificate's expiry, and a cached
+// success does not vouch for another certificate.
+func TestX509VerificationCache(t *testing.T) {
+	ca, err := pki.EnsureCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := pki.EnsureCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	request := func(certPEM []byte) *http.Request {
+		block, _ := pem.Decode(certPEM)
+		leaf, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := httptest.NewRequest("GET", "/", nil)
+		r.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}
+		return r
+	}
+	alice, _, _ := ca.IssueClient("alice", []string{"team"}, time.Hour)
+	a := NewX509(ca.Pool())
+	for i := range 2 {
+		u, ok, err := a.Authenticate(request(alice))
+		if !ok || err != nil || u.Name != "alice" || !slices.Equal(u.Groups, []string{"team", AllAuthenticated}) {
+			t.Fatalf("attempt %d: %+v %v %v", i, u, ok, err)
+		}
+		u.Groups[0] = "changed" // callers own what they get
+	}
+	if len(a.verified) != 1 {
+		t.Fatalf("%d cached chains, want 1", len(a.verified))
+	}
+	mallory, _, _ := other.IssueClient("alice", []string{"team"}, time.Hour)
+	if _, ok, err := a.Authenticate(request(mallory)); ok || err == nil {
+		t.Fatalf("same name from a foreign CA accepted after a cached success")
+	}
+	a.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	if _, ok, err := a.Authenticate(request(alice)); ok || err == nil {
+		t.Fatalf("expired certificate accepted from the cache")
 	}
 }
