@@ -77,10 +77,10 @@ type podInfo struct {
 }
 
 func newPodInfo(pod *v1.Pod) *podInfo {
-	pi := &podInfo{
-		pod:     pod,
-		req:     toResources(resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})),
-		nonZero: toResources(resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{NonMissingContainerRequests: nonZeroDefaults})),
+	pi := &podInfo{pod: pod, req: toResources(resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{}))}
+	pi.nonZero = pi.req
+	if missingRequests(pod) {
+		pi.nonZero = toResources(resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{NonMissingContainerRequests: nonZeroDefaults}))
 	}
 	// Sidecars (restartable init containers) keep their ports for the
 	// pod's whole life, like regular containers.
@@ -114,6 +114,26 @@ func newPodInfo(pod *v1.Pod) *podInfo {
 		}
 	}
 	return pi
+}
+
+// missingRequests: some container leaves cpu or memory unrequested, so the
+// scoring requests differ from the real ones.
+func missingRequests(pod *v1.Pod) bool {
+	if pod.Spec.Resources != nil && len(pod.Spec.Resources.Requests) > 0 {
+		return true // pod-level resources: let the helper decide
+	}
+	for _, cs := range [2][]v1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range cs {
+			r := cs[i].Resources.Requests
+			if _, ok := r[v1.ResourceCPU]; !ok {
+				return true
+			}
+			if _, ok := r[v1.ResourceMemory]; !ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // nodeInfo is one node with everything assigned to it aggregated, so that
@@ -333,6 +353,14 @@ func (c *schedCache) setPod(pod *v1.Pod) (released bool) {
 		return c.removePodLocked(pod.UID)
 	}
 	st := c.pods[pod.UID]
+	if st != nil && st.assumed && st.node == pod.Spec.NodeName {
+		// The binding this scheduler made, now seen: what it asks for
+		// cannot have changed since (a bound pod's resources and ports
+		// are immutable), so the accounting stays as assumed.
+		st.assumed = false
+		st.info.pod = pod
+		return false
+	}
 	if st != nil {
 		ni := c.nodes[st.node]
 		if ni != nil {
