@@ -343,10 +343,10 @@ func (c *schedCache) removeNode(name string) {
 	c.dropIfEmptyLocked(ni)
 }
 
-// setPod records an assigned pod as the informer reports it. It returns true
-// when the change released resources on a node (the pod finished or moved),
-// which may let a pending pod fit.
-func (c *schedCache) setPod(pod *v1.Pod) (released bool) {
+// setPod records an assigned pod as the informer reports it. It returns the
+// node on which the change released resources (the pod finished or moved),
+// which may let a pending pod fit there, or "".
+func (c *schedCache) setPod(pod *v1.Pod) (released string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if isTerminal(pod) {
@@ -359,14 +359,14 @@ func (c *schedCache) setPod(pod *v1.Pod) (released bool) {
 		// are immutable), so the accounting stays as assumed.
 		st.assumed = false
 		st.info.pod = pod
-		return false
+		return ""
 	}
 	if st != nil {
 		ni := c.nodes[st.node]
 		if ni != nil {
 			ni.removePod(st.info)
 			if st.node != pod.Spec.NodeName {
-				released = true
+				released = st.node
 				c.dropIfEmptyLocked(ni)
 			}
 		}
@@ -377,25 +377,25 @@ func (c *schedCache) setPod(pod *v1.Pod) (released bool) {
 	return released
 }
 
-// removePod forgets a pod (deleted, or finished); it returns whether the pod
-// held resources.
-func (c *schedCache) removePod(uid types.UID) bool {
+// removePod forgets a pod (deleted, or finished); it returns the node where
+// the pod held resources, or "".
+func (c *schedCache) removePod(uid types.UID) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.removePodLocked(uid)
 }
 
-func (c *schedCache) removePodLocked(uid types.UID) bool {
+func (c *schedCache) removePodLocked(uid types.UID) string {
 	st := c.pods[uid]
 	if st == nil {
-		return false
+		return ""
 	}
 	delete(c.pods, uid)
 	if ni := c.nodes[st.node]; ni != nil {
 		ni.removePod(st.info)
 		c.dropIfEmptyLocked(ni)
 	}
-	return true
+	return st.node
 }
 
 // assumeLocked accounts pi to node before the binding is seen.
@@ -404,13 +404,14 @@ func (c *schedCache) assumeLocked(pi *podInfo, node string) {
 	c.nodeLocked(node).addPod(pi)
 }
 
-// forget drops an assumption whose binding failed. A pod the informer has
-// meanwhile reported assigned (by anyone) is left as reported.
-func (c *schedCache) forget(uid types.UID) bool {
+// forget drops an assumption whose binding failed, and returns the node it
+// held resources on ("" if none). A pod the informer has meanwhile reported
+// assigned (by anyone) is left as reported.
+func (c *schedCache) forget(uid types.UID) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if st := c.pods[uid]; st == nil || !st.assumed {
-		return false
+		return ""
 	}
 	return c.removePodLocked(uid)
 }

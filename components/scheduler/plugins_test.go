@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -187,13 +188,13 @@ func TestCacheAssume(t *testing.T) {
 	bound := p.DeepCopy()
 	bound.Spec.NodeName = "n2"
 	c.setPod(bound)
-	if c.forget(p.UID) || c.nodes["n1"].requested.milliCPU != 0 || c.nodes["n2"].requested.milliCPU != 1000 {
+	if c.forget(p.UID) != "" || c.nodes["n1"].requested.milliCPU != 0 || c.nodes["n2"].requested.milliCPU != 1000 {
 		t.Errorf("after the informer's report: n1 %d n2 %d", c.nodes["n1"].requested.milliCPU, c.nodes["n2"].requested.milliCPU)
 	}
 	// A finished pod frees its node.
 	done := bound.DeepCopy()
 	done.Status.Phase = v1.PodSucceeded
-	if !c.setPod(done) || c.nodes["n2"].requested.milliCPU != 0 {
+	if c.setPod(done) != "n2" || c.nodes["n2"].requested.milliCPU != 0 {
 		t.Errorf("finished pod still counted")
 	}
 	// Pods on a node not (yet) known are kept, and counted once it registers.
@@ -215,6 +216,32 @@ func TestCacheAssume(t *testing.T) {
 		if ni.index != i {
 			t.Errorf("list[%d].index = %d", i, ni.index)
 		}
+	}
+}
+
+func TestQueueMoveIf(t *testing.T) {
+	q := newSchedQueue(time.Hour, time.Hour) // backoffs never end within the test
+	defer q.wq.ShutDown()
+	small, big := newPodSchedInfo(testPod("small", "1", "")), newPodSchedInfo(testPod("big", "8", ""))
+	q.backoff("ns/small", small)
+	q.backoff("ns/big", big)
+	q.backoff("ns/bind-failed", nil)
+	ni := newNodeInfo("n")
+	ni.setNode(testNode("n", "2", "4Gi", 10))
+	q.moveIf(func(p *podSchedInfo) bool { return filter(p, ni) == nil })
+	if q.wq.Len() != 2 || q.pending() != 1 {
+		t.Fatalf("queued %d, waiting %d; want small and bind-failed queued, big waiting", q.wq.Len(), q.pending())
+	}
+	for range 2 {
+		k, _ := q.wq.Get()
+		if k != "ns/small" && k != "ns/bind-failed" {
+			t.Errorf("queued %q", k)
+		}
+		q.wq.Done(k)
+	}
+	q.forget("ns/big")
+	if q.pending() != 0 {
+		t.Errorf("forgotten pod still waiting")
 	}
 }
 

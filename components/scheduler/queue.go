@@ -15,8 +15,12 @@ import (
 type schedQueue struct {
 	wq workqueue.TypedRateLimitingInterface[string]
 
-	mu            sync.Mutex
-	unschedulable map[string]struct{}
+	mu sync.Mutex
+	// unschedulable holds the pods waiting for a backoff, with what their
+	// last attempt was made of (nil after a failed binding), so that a
+	// cluster event can retry just those it may help (kube-scheduler's
+	// queueing hints).
+	unschedulable map[string]*podSchedInfo
 }
 
 func newSchedQueue(initial, maxBackoff time.Duration) *schedQueue {
@@ -24,7 +28,7 @@ func newSchedQueue(initial, maxBackoff time.Duration) *schedQueue {
 		wq: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](initial, maxBackoff),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "scheduler"}),
-		unschedulable: map[string]struct{}{},
+		unschedulable: map[string]*podSchedInfo{},
 	}
 }
 
@@ -32,22 +36,28 @@ func newSchedQueue(initial, maxBackoff time.Duration) *schedQueue {
 func (q *schedQueue) add(key string) { q.wq.Add(key) }
 
 // backoff queues a pod that could not be scheduled after its next backoff,
-// and keeps it for moveAll until then.
-func (q *schedQueue) backoff(key string) {
+// and keeps it for moveIf until then.
+func (q *schedQueue) backoff(key string, p *podSchedInfo) {
 	q.mu.Lock()
-	q.unschedulable[key] = struct{}{}
+	q.unschedulable[key] = p
 	q.mu.Unlock()
 	q.wq.AddRateLimited(key)
 }
 
-// moveAll queues every pod waiting for a backoff now: something changed
-// that may let them fit. Their backoff keeps growing if they still do not.
-func (q *schedQueue) moveAll() {
+// moveIf queues now the waiting pods for which may returns true (and those
+// with nothing to judge by): something changed that may let them fit.
+// Their backoff keeps growing if they still do not.
+func (q *schedQueue) moveIf(may func(*podSchedInfo) bool) {
+	var keys []string
 	q.mu.Lock()
-	keys := q.unschedulable
-	q.unschedulable = map[string]struct{}{}
+	for k, p := range q.unschedulable {
+		if p == nil || may(p) {
+			keys = append(keys, k)
+			delete(q.unschedulable, k)
+		}
+	}
 	q.mu.Unlock()
-	for k := range keys {
+	for _, k := range keys {
 		q.wq.Add(k)
 	}
 }

@@ -212,8 +212,8 @@ func (s *Scheduler) podAdded(obj any) {
 func (s *Scheduler) podUpdated(oldObj, newObj any) {
 	old, pod := oldObj.(*v1.Pod), newObj.(*v1.Pod)
 	if pod.Spec.NodeName != "" {
-		if s.cache.setPod(pod) {
-			s.queue.moveAll()
+		if node := s.cache.setPod(pod); node != "" {
+			s.retryFitting(node)
 		}
 		if old.Spec.NodeName == "" {
 			s.queue.forget(podKey(pod))
@@ -244,26 +244,41 @@ func (s *Scheduler) podDeleted(obj any) {
 			return
 		}
 	}
-	if s.cache.removePod(pod.UID) {
-		s.queue.moveAll()
+	if node := s.cache.removePod(pod.UID); node != "" {
+		s.retryFitting(node)
 	}
 	s.queue.forget(podKey(pod))
 }
 
 // Node events: a new node, or a change that may admit more pods, retries
-// the pods waiting for a backoff at once.
+// at once the waiting pods that now fit that node.
 
 func (s *Scheduler) nodeAdded(obj any) {
-	s.cache.setNode(obj.(*v1.Node))
-	s.queue.moveAll()
+	node := obj.(*v1.Node)
+	s.cache.setNode(node)
+	s.retryFitting(node.Name)
 }
 
 func (s *Scheduler) nodeUpdated(oldObj, newObj any) {
 	old, node := oldObj.(*v1.Node), newObj.(*v1.Node)
 	s.cache.setNode(node)
 	if nodeSchedulingChanged(old, node) {
-		s.queue.moveAll()
+		s.retryFitting(node.Name)
 	}
+}
+
+// retryFitting queues now the pods waiting for a backoff that pass the
+// filters on the node that changed: the change cannot help the others, and
+// retrying every pending pod on every node event would flood the API with
+// their failures (kube-scheduler's queueing hints make the same cut).
+func (s *Scheduler) retryFitting(name string) {
+	s.cache.mu.Lock()
+	defer s.cache.mu.Unlock()
+	ni := s.cache.nodes[name]
+	if ni == nil || ni.node == nil {
+		return
+	}
+	s.queue.moveIf(func(p *podSchedInfo) bool { return filter(p, ni) == nil })
 }
 
 func (s *Scheduler) nodeDeleted(obj any) {
@@ -331,7 +346,7 @@ func (s *Scheduler) schedulePod(ctx context.Context, key string, pod *v1.Pod) {
 	}
 	s.cache.mu.Unlock()
 	if err != nil {
-		s.unschedulable(ctx, key, pod, err.Error())
+		s.unschedulable(ctx, key, p, err.Error())
 		return
 	}
 	s.queue.forget(key)
@@ -481,8 +496,8 @@ func (s *Scheduler) bind(ctx context.Context, key string, p *podInfo, node strin
 		s.recorder.Eventf(pod, v1.EventTypeNormal, "Scheduled", "Successfully assigned %s/%s to %s", pod.Namespace, pod.Name, node)
 		return
 	}
-	if s.cache.forget(pod.UID) {
-		s.queue.moveAll() // what it held is free again
+	if node := s.cache.forget(pod.UID); node != "" {
+		s.retryFitting(node) // what it held is free again
 	}
 	switch {
 	case ctx.Err() != nil:
@@ -494,21 +509,22 @@ func (s *Scheduler) bind(ctx context.Context, key string, p *podInfo, node strin
 		// this one) or being deleted: the informer tells which. Look
 		// again after a backoff in case it is neither.
 		s.log.Debug("binding conflict", "pod", key, "node", node, "err", err)
-		s.queue.backoff(key)
+		s.queue.backoff(key, nil)
 		return
 	}
 	s.log.Warn("binding failed", "pod", key, "node", node, "err", err)
 	s.recorder.Eventf(pod, v1.EventTypeWarning, "FailedScheduling", "Binding rejected: %v", err)
-	s.queue.backoff(key)
+	s.queue.backoff(key, nil)
 }
 
 // unschedulable reports a pod that fit nowhere, as kube-scheduler does: a
 // FailedScheduling event and the PodScheduled=False condition with reason
 // Unschedulable, and the pod waits for a backoff or a cluster change.
-func (s *Scheduler) unschedulable(ctx context.Context, key string, pod *v1.Pod, msg string) {
+func (s *Scheduler) unschedulable(ctx context.Context, key string, p *podSchedInfo, msg string) {
+	pod := p.pod
 	s.log.Debug("pod does not fit", "pod", key, "reason", msg)
 	s.recorder.Event(pod, v1.EventTypeWarning, "FailedScheduling", msg)
-	s.queue.backoff(key)
+	s.queue.backoff(key, p)
 	if c := podCondition(pod, v1.PodScheduled); c != nil && c.Status == v1.ConditionFalse &&
 		c.Reason == v1.PodReasonUnschedulable && c.Message == msg {
 		return // already says so

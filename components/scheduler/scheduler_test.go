@@ -404,6 +404,18 @@ func TestScheduler(t *testing.T) {
 		if got := sp.boundTo("ds"); got != "cordoned" {
 			t.Errorf("pod tolerating unschedulable went to %s", got)
 		}
+		// The NotReady node turns Ready: the waiting pod goes there at once.
+		n, err := e.client.CoreV1().Nodes().Get(ctx(t), sp.ns+"-notready", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.Status.Conditions[0].Status = v1.ConditionTrue
+		if _, err := e.client.CoreV1().Nodes().UpdateStatus(ctx(t), n, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if got := sp.boundTo("p"); got != "notready" {
+			t.Errorf("pod went to %s once notready turned Ready", got)
+		}
 	})
 
 	t.Run("resourcesFit", func(t *testing.T) {
