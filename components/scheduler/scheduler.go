@@ -432,8 +432,10 @@ func (s *Scheduler) findNode(p *podSchedInfo) (*nodeInfo, error) {
 }
 
 // parallelThreshold is the cluster size from which filtering is spread
-// over goroutines: below it, handing work over costs more than it saves.
-const parallelThreshold = 1000
+// over goroutines: below it, waking other threads costs more than it saves
+// (BenchmarkFindNode: 1,000 nodes filter in ~30 µs on one core, ~50 µs
+// on two).
+const parallelThreshold = 4096
 
 // filterAll fills s.results for the nodes walked from start, stopping once
 // want nodes fit. Large clusters are filtered in chunks by Parallelism
