@@ -3,6 +3,7 @@ package scheduler
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -245,24 +246,58 @@ func TestQueueMoveIf(t *testing.T) {
 	}
 }
 
-// BenchmarkFindNode measures one scheduling cycle's filter and score over
-// 1,000 nodes with ten pods each (no API involved), for a pod every node
-// fits and for one whose nodeSelector matches one node in ten.
+// benchScheduler is a Scheduler over n nodes with ten pods each, every
+// tenth node labelled tenth=true.
+func benchScheduler(n, parallelism int) *Scheduler {
+	s := &Scheduler{cfg: Config{Parallelism: parallelism}, cache: newSchedCache(), rnd: newTestRand()}
+	for i := range n {
+		node := testNode(fmt.Sprintf("n%d", i), "32", "64Gi", 110)
+		node.Labels["tenth"] = fmt.Sprint(i%10 == 0)
+		s.cache.setNode(node)
+		for j := range 10 {
+			p := testPod(fmt.Sprintf("p%d-%d", i, j), "100m", "128Mi")
+			p.Spec.NodeName = node.Name
+			s.cache.setPod(p)
+		}
+	}
+	return s
+}
+
+func TestFindNodeParallel(t *testing.T) {
+	s := benchScheduler(parallelThreshold+100, 2)
+	pod := testPod("new", "100m", "128Mi")
+	pod.Spec.NodeSelector = map[string]string{"tenth": "true"}
+	p := newPodSchedInfo(pod)
+	seen := map[string]bool{}
+	for range 50 {
+		ni, err := s.findNode(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ni.node.Labels["tenth"] != "true" {
+			t.Fatalf("picked %s, which the selector excludes", ni.name)
+		}
+		seen[ni.name] = true
+	}
+	// The search resumes where the last stopped: picks move around.
+	if len(seen) < 10 {
+		t.Errorf("50 cycles picked only %d distinct nodes", len(seen))
+	}
+	pod.Spec.NodeSelector = map[string]string{"tenth": "never"}
+	if _, err := s.findNode(newPodSchedInfo(pod)); err == nil || !strings.HasPrefix(err.Error(), fmt.Sprintf("0/%d nodes are available: %d node(s) didn't match", parallelThreshold+100, parallelThreshold+100)) {
+		t.Errorf("no fitting node: %v", err)
+	}
+}
+
+// BenchmarkFindNode measures one scheduling cycle's filter and score (no
+// API involved) for a pod every node fits and for one whose nodeSelector
+// matches one node in ten, on 1,000 nodes and, with and without parallel
+// filtering, on 5,000.
 func BenchmarkFindNode(b *testing.B) {
 	for _, sel := range []bool{false, true} {
-		for _, par := range []int{1, 2} {
-			b.Run(fmt.Sprintf("selective=%v/parallelism=%d", sel, par), func(b *testing.B) {
-				s := &Scheduler{cfg: Config{Parallelism: par}, cache: newSchedCache(), rnd: newTestRand()}
-				for i := range 1000 {
-					n := testNode(fmt.Sprintf("n%d", i), "32", "64Gi", 110)
-					n.Labels["tenth"] = fmt.Sprint(i%10 == 0)
-					s.cache.setNode(n)
-					for j := range 10 {
-						p := testPod(fmt.Sprintf("p%d-%d", i, j), "100m", "128Mi")
-						p.Spec.NodeName = n.Name
-						s.cache.setPod(p)
-					}
-				}
+		for _, c := range []struct{ nodes, par int }{{1000, 1}, {5000, 1}, {5000, 2}} {
+			b.Run(fmt.Sprintf("selective=%v/nodes=%d/parallelism=%d", sel, c.nodes, c.par), func(b *testing.B) {
+				s := benchScheduler(c.nodes, c.par)
 				pod := testPod("new", "100m", "128Mi")
 				if sel {
 					pod.Spec.NodeSelector = map[string]string{"tenth": "true"}
