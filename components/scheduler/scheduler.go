@@ -532,7 +532,8 @@ func (s *Scheduler) unschedulable(ctx context.Context, key string, p *podSchedIn
 		return // already says so
 	}
 	s.background(ctx, func() {
-		if err := s.setUnschedulable(ctx, pod, msg); err != nil && ctx.Err() == nil && !apierrors.IsNotFound(err) {
+		err := s.setUnschedulable(ctx, pod, msg)
+		if err != nil && ctx.Err() == nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 			s.log.Warn("could not set PodScheduled=False", "pod", key, "err", err)
 		}
 	})
@@ -540,13 +541,17 @@ func (s *Scheduler) unschedulable(ctx context.Context, key string, p *podSchedIn
 
 // setUnschedulable patches the PodScheduled condition through pods/status
 // (a strategic merge on the conditions list keyed by type, so nothing else
-// of the status is overwritten).
+// of the status is overwritten), if the pod has not changed since.
 func (s *Scheduler) setUnschedulable(ctx context.Context, pod *v1.Pod, msg string) error {
 	transition := metav1.Now()
 	if c := podCondition(pod, v1.PodScheduled); c != nil && c.Status == v1.ConditionFalse {
 		transition = c.LastTransitionTime
 	}
 	patch, err := json.Marshal(map[string]any{
+		// Only the pod as it was judged: once bound (or otherwise
+		// changed) the verdict is stale, and a late write must not mark
+		// a bound pod unschedulable. A Conflict leaves it to the retry.
+		"metadata": map[string]any{"resourceVersion": pod.ResourceVersion},
 		"status": map[string]any{
 			"conditions": []any{map[string]any{
 				"type":               v1.PodScheduled,
