@@ -148,7 +148,8 @@ func New(cfg Config) (*Scheduler, error) {
 	return s, nil
 }
 
-// Run schedules until ctx ends, then waits for the bindings in flight.
+// Run schedules until ctx ends, then waits for the bindings in flight. A
+// Scheduler runs once (a term of leadership builds a new one).
 func (s *Scheduler) Run(ctx context.Context) {
 	defer s.async.Wait()
 	defer s.queue.wq.ShutDown()
