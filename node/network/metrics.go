@@ -1,7 +1,6 @@
 package network
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -33,11 +32,9 @@ func newMetrics(reg prometheus.Registerer, a *ipam) (*metrics, error) {
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.setup, m.routes, m.allocatedIP} {
+			// Registering twice (two Networks on one registry) is an error
+			// rather than a panic.
 			if err := reg.Register(c); err != nil {
-				var are prometheus.AlreadyRegisteredError
-				if errors.As(err, &are) {
-					return nil, fmt.Errorf("metrics: already registered (one Network per registry): %w", err)
-				}
 				return nil, fmt.Errorf("metrics: %w", err)
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -97,6 +98,15 @@ func TestPodsOnOneNodeReachEachOtherAndTheNode(t *testing.T) {
 		t.Fatalf("ip_forward in node netns = %s", v)
 	}
 
+	if out, err := exec.Command("ip", "netns", "exec", nd.name, "cat", "/proc/sys/net/bridge/bridge-nf-call-iptables").Output(); err == nil {
+		if strings.TrimSpace(string(out)) != "1" {
+			t.Fatalf("bridge-nf-call-iptables in node netns = %s", out)
+		}
+	}
+	if l := inNS(t, nd.name, "ip", "-d", "-o", "link", "show", hostVethName(a.id)); !strings.Contains(l, "master "+DefaultBridgeName) || !strings.Contains(l, "hairpin on") {
+		t.Fatalf("host veth not a hairpin port of the bridge: %s", l)
+	}
+
 	ping(t, a.ns, b.ip)
 	ping(t, b.ns, a.ip)
 	ping(t, a.ns, n.Gateway())
@@ -117,6 +127,13 @@ func TestPodsOnOneNodeReachEachOtherAndTheNode(t *testing.T) {
 	}
 	ping(t, a.ns, b.ip)
 
+	// A Setup that fails (no such namespace) leaks no IP.
+	if _, err := n.Setup(context.Background(), "default/broken", "/run/netns/does-not-exist"); err == nil {
+		t.Fatal("Setup into a missing netns succeeded")
+	}
+	if ip := n.PodIP("default/broken"); ip != nil {
+		t.Fatalf("failed Setup kept %s", ip)
+	}
 	if got := gauge(t, reg, "synod_network_allocated_pod_ips"); got != 2 {
 		t.Fatalf("allocated IPs metric = %v; want 2", got)
 	}
