@@ -83,12 +83,6 @@ func runMaster(c *cli.Context) error {
 	if err != nil {
 		return usageError(c, "%v", err)
 	}
-	log := logger(c).With("name", cfg.Name)
-	routeKlog(log)
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	log.Info("starting master", "data-dir", cfg.DataDir, "client-urls", cfg.ListenClientURLs,
-		"peer-url", cfg.AdvertisePeerURL, "initial-cluster-state", cfg.InitialClusterState, "members", len(cfg.InitialCluster))
 	api := apiOptions{securePort: c.Int("secure-port"), bindAddress: c.String("bind-address"), tlsCert: c.String("tls-cert-file"),
 		tlsKey: c.String("tls-private-key-file"), clientCA: c.String("client-ca-file"), tokenFile: c.String("token-auth-file"),
 		pkiDir: c.String("pki-dir"), serviceCIDR: c.String("service-cluster-ip-range")}
@@ -101,6 +95,12 @@ func runMaster(c *cli.Context) error {
 	if (api.tlsCert == "") != (api.tlsKey == "") {
 		return usageError(c, "--tls-cert-file and --tls-private-key-file go together")
 	}
+	log := logger(c).With("name", cfg.Name)
+	routeKlog(log)
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log.Info("starting master", "data-dir", cfg.DataDir, "client-urls", cfg.ListenClientURLs,
+		"peer-url", cfg.AdvertisePeerURL, "initial-cluster-state", cfg.InitialClusterState, "members", len(cfg.InitialCluster))
 	err = runStore(ctx, cfg, api, log)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return runtimeError(c, err)
