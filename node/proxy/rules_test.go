@@ -37,7 +37,7 @@ func service(ns, name, ip string, typ v1.ServiceType, ports ...v1.ServicePort) *
 }
 
 type ep struct {
-	ip, node                      string
+	ip, node                    string
 	ready, serving, terminating bool
 }
 
