@@ -34,6 +34,7 @@ type Pool struct {
 	// come with memberlist's lock held and consistent data): reading the
 	// nodes memberlist.Members returns races with its updates.
 	members  map[string]*entry
+	joinErr  error // the last failed join attempt's error
 	watchers map[chan struct{}]struct{}
 
 	joined   chan struct{} // closed once a join succeeded (or none was asked for)
@@ -143,6 +144,14 @@ func (p *Pool) Joined() <-chan struct{} { return p.joined }
 // has ended.
 func (p *Pool) Done() <-chan struct{} { return p.done }
 
+// JoinError is the error of the last join attempt, nil if it succeeded
+// (or none was made yet).
+func (p *Pool) JoinError() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.joinErr
+}
+
 func (p *Pool) markJoined() { p.joinOnce.Do(func() { close(p.joined) }) }
 
 // run joins (retrying with backoff), rejoins when cut off from everyone,
@@ -208,12 +217,16 @@ func (p *Pool) joinAsync(addrs []string) chan error {
 	go func() {
 		defer p.wg.Done()
 		n, err := p.ml.Load().Join(addrs)
+		err = flatten(err)
 		if err == nil && n == 0 {
 			err = errors.New("no member answered")
 		}
 		if err == nil {
 			p.log.Info("gossip joined", "via", n, "members", p.ml.Load().NumMembers())
 		}
+		p.mu.Lock()
+		p.joinErr = err
+		p.mu.Unlock()
 		ch <- err
 	}()
 	return ch
@@ -546,4 +559,18 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	if added {
 		p.notifyLocked()
 	}
+}
+
+// flatten turns memberlist's multierror (one line per address, bulleted)
+// into one line.
+func flatten(err error) error {
+	var multi interface{ WrappedErrors() []error }
+	if !errors.As(err, &multi) {
+		return err
+	}
+	var msgs []string
+	for _, e := range multi.WrappedErrors() {
+		msgs = append(msgs, e.Error())
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -558,5 +559,54 @@ func TestCrashGoesSuspectThenDead(t *testing.T) {
 	}
 	if !slices.Equal(seen, []gossip.State{gossip.StateAlive, gossip.StateSuspect, gossip.StateDead}) {
 		t.Errorf("a saw b go %v, want alive, suspect, dead", seen)
+	}
+}
+
+func TestViewSeesThePoolAndLeavesNoTrace(t *testing.T) {
+	k := key(7)
+	m1 := start(t, gossip.Config{Name: "m1", Role: gossip.RoleMaster, APIServerURL: "https://127.0.0.1:6443", Key: k})
+	w1 := start(t, gossip.Config{Name: "w1", Key: k, Join: []string{m1.LocalAddr()}})
+	w2 := start(t, gossip.Config{Name: "w2", Key: k, Join: []string{m1.LocalAddr()}})
+	eventually(t, 5*time.Second, "pool", func() error { return wantStates(m1, allAlive("m1", "w1", "w2")) })
+	w2.Shutdown()
+	eventually(t, 5*time.Second, "w2 dead", func() error { return wantStates(w1, map[string]gossip.State{"w2": gossip.StateDead}) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// The first address answers nothing: the viewer asks every one.
+	members, err := gossip.View(ctx, gossip.ViewConfig{Join: []string{fmt.Sprintf("127.0.0.1:%d", freePort(t)), w1.LocalAddr()},
+		Key: k, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]gossip.State{}
+	for _, m := range members {
+		got[m.Name] = m.State
+	}
+	if want := map[string]gossip.State{"m1": gossip.StateAlive, "w1": gossip.StateAlive, "w2": gossip.StateDead}; !maps.Equal(got, want) {
+		t.Errorf("View = %v, want %v", got, want)
+	}
+	// The viewer is gone from everyone's view, not listed as left.
+	time.Sleep(300 * time.Millisecond)
+	for _, p := range []*gossip.Pool{m1, w1} {
+		if n := len(p.Members()); n != 3 {
+			t.Errorf("%s lists %d members after the viewer left: %v", p.Name(), n, states(p))
+		}
+	}
+
+	// Wrong key and nobody listening: errors, within the context's time.
+	for name, cfg := range map[string]gossip.ViewConfig{
+		"wrong key": {Join: []string{m1.LocalAddr()}, Key: key(8)},
+		"no member": {Join: []string{fmt.Sprintf("127.0.0.1:%d", freePort(t))}},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		begin := time.Now()
+		_, err := gossip.View(ctx, cfg)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "no member reachable") || time.Since(begin) > 2*time.Second {
+			t.Errorf("%s: View = %v after %v", name, err, time.Since(begin))
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
 	}
 }
