@@ -116,7 +116,11 @@ func checkStatic(path string) error {
 }
 
 // Write writes the image archive to w.
+// busybox is the static binary to use (BusyboxPath if empty).
 func Write(w io.Writer, format Format, ref, busybox string) error {
+	if busybox == "" {
+		busybox = BusyboxPath
+	}
 	if err := checkStatic(busybox); err != nil {
 		return err
 	}

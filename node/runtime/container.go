@@ -286,11 +286,14 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (err error) {
 		r.deleteTask(ctx, task)
 		return fmt.Errorf("runtime: start container %s: wait: %w", id, err)
 	}
+	// Taken before Start: a fast process may finish before Start returns,
+	// and startedAt must not be after finishedAt.
+	startedAt := time.Now().UTC()
 	if err := task.Start(ctx); err != nil {
 		r.deleteTask(ctx, task)
 		return fmt.Errorf("runtime: start container %s: %w: %v", id, ErrStartFailed, err)
 	}
-	if _, err := c.SetLabels(ctx, map[string]string{labelStartedAt: time.Now().UTC().Format(time.RFC3339Nano)}); err != nil {
+	if _, err := c.SetLabels(ctx, map[string]string{labelStartedAt: startedAt.Format(time.RFC3339Nano)}); err != nil {
 		r.log.Warn("record container start time", "id", id, "err", err)
 	}
 	r.watch(id, exitC, lio)
@@ -573,6 +576,12 @@ func (r *Runtime) reattach(ctx context.Context) error {
 		}
 		logPath := info.Labels[labelLogPath]
 		if logPath == "" {
+			continue
+		}
+		// Only FIFOs under our StateDir are ours: another client of the
+		// daemon (`synod image import`, a second kubelet on a shared
+		// daemon) must not steal a container's output.
+		if _, err := os.Stat(r.fifoDir(info.ID)); err != nil {
 			continue
 		}
 		task, err := c.Task(ctx, nil)

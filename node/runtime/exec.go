@@ -131,7 +131,11 @@ func (r *Runtime) ExecStream(ctx context.Context, id string, o ExecOptions) (cod
 			_ = p.Resize(nctx, sz.Width, sz.Height)
 		case <-ctx.Done():
 			_ = p.Kill(cleanupCtx, syscall.SIGKILL)
-			<-exitC
+			select {
+			case <-exitC:
+			case <-time.After(10 * time.Second):
+				r.log.Warn("exec process survived SIGKILL for 10s", "id", id, "exec", execID)
+			}
 			return -1, fmt.Errorf("runtime: exec in %s: %w", id, ctx.Err())
 		}
 	}

@@ -107,6 +107,10 @@ func Start(ctx context.Context, cfg Config) (*Runtime, error) {
 		}
 		r.daemon, r.socket = d, sock
 	}
+	if _, err := os.Stat(r.socket); err != nil {
+		r.stopDaemon()
+		return nil, fmt.Errorf("runtime: no containerd socket at %s: %w", r.socket, err)
+	}
 	client, err := containerd.New(r.socket, containerd.WithDefaultNamespace(r.ns), containerd.WithTimeout(10*time.Second))
 	if err != nil {
 		r.stopDaemon()

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -42,9 +44,20 @@ func TestMain(m *testing.M) {
 			}
 			code = 1
 		}
+		sock := shared.rt.Socket()
 		if err := shared.rt.Close(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			code = 1
+		}
+		// Deleted tasks' shims exit on their own; none may linger.
+		deadline := time.Now().Add(10 * time.Second)
+		for shims := shimsOf(sock); len(shims) > 0; shims = shimsOf(sock) {
+			if time.Now().After(deadline) {
+				fmt.Fprintf(os.Stderr, "shims of the test daemon still running: %v\n", shims)
+				code = 1
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 	if shared.dir != "" {
@@ -708,4 +721,78 @@ func zombie(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i > 0 && i+2 < len(s) && s[i+2] == 'Z'
+}
+
+func TestStartErrors(t *testing.T) {
+	start := time.Now()
+	_, err := Start(context.Background(), Config{Socket: "/nonexistent/containerd.sock", StateDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "no containerd socket") || time.Since(start) > time.Second {
+		t.Fatalf("missing socket: err = %v after %s", err, time.Since(start))
+	}
+	if _, err := Start(context.Background(), Config{}); err == nil {
+		t.Fatal("Start without StateDir succeeded")
+	}
+}
+
+// TestStartupLatency reports create+start latency for 20 containers, 4 at
+// a time (the runtime's share of pod startup), and checks it stays far
+// below Kubernetes' 5 s SLO.
+func TestStartupLatency(t *testing.T) {
+	rt := env(t)
+	const n, par = 20, 4
+	lat := make([]time.Duration, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, par)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			spec := ContainerSpec{ID: NewContainerID(), Image: shared.ref, PodUID: "lat", Name: fmt.Sprintf("c%d", i), Command: []string{"sleep", "1000"}, LogPath: filepath.Join(t.TempDir(), "0.log")}
+			start := time.Now()
+			ctx := ctxFor(t, 30*time.Second)
+			if err := rt.CreateContainer(ctx, spec); err != nil {
+				t.Error(err)
+				return
+			}
+			defer func() {
+				if err := rt.RemoveContainer(context.Background(), spec.ID); err != nil {
+					t.Error(err)
+				}
+			}()
+			if err := rt.StartContainer(ctx, spec.ID); err != nil {
+				t.Error(err)
+				return
+			}
+			lat[i] = time.Since(start)
+		}()
+	}
+	wg.Wait()
+	slices.Sort(lat)
+	t.Logf("create+start of %d containers (%d in parallel): p50 %s, max %s", n, par, lat[n/2].Round(time.Millisecond), lat[n-1].Round(time.Millisecond))
+	if lat[n-1] > 3*time.Second {
+		t.Fatalf("slowest create+start took %s", lat[n-1])
+	}
+}
+
+// shimsOf lists the pids of containerd shims serving the daemon at sock.
+func shimsOf(sock string) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") && slices.Contains(args, sock) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
