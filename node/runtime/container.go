@@ -318,8 +318,35 @@ func (r *Runtime) watch(id string, exitC <-chan containerd.ExitStatus, lio *logI
 		}
 		if lio != nil {
 			lio.drain(5 * time.Second)
+			r.mu.Lock()
+			if r.attached[id] == lio {
+				delete(r.attached, id)
+			}
+			r.mu.Unlock()
 		}
 	}()
+}
+
+// LogDone reports whether container id's log file is complete: the
+// container is not running and its output has been copied. It is the
+// Exited condition for following a log (LogOptions.Exited).
+func (r *Runtime) LogDone(ctx context.Context, id string) bool {
+	st, err := r.ContainerStatus(ctx, id)
+	if err == nil && st.Phase == Running {
+		return false
+	}
+	r.mu.Lock()
+	lio := r.attached[id]
+	r.mu.Unlock()
+	if lio == nil {
+		return true
+	}
+	select {
+	case <-lio.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // deleteTask removes a task that failed to start, killing it if needed.

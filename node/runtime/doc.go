@@ -29,6 +29,9 @@
 //     FIFOs open, so a restarted runtime re-attaches to running
 //     containers' FIFOs (in Start) and output written meanwhile (up to
 //     the pipe buffers) is not lost.
+//   - ReadLog serves such a file as `kubectl logs` shows it (--tail,
+//     --timestamps, --since-time, --limit-bytes, -f); LogDone is the
+//     "stop following" condition.
 //   - State survives the client: started-at and OOM kills are recorded in
 //     container labels, exit codes and times stay in containerd's task
 //     until RemoveContainer, so a fresh Runtime reports the same states.

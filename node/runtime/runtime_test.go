@@ -316,6 +316,13 @@ func TestExitCodeAndCRILog(t *testing.T) {
 			if st.Labels[LabelPodUID] != spec.PodUID || st.Labels[LabelContainerName] != spec.Name || !strings.HasPrefix(st.ImageID, "sha256:") {
 				t.Fatalf("identity = %+v", st)
 			}
+			// What `kubectl logs` would show, per stream.
+			for stream, want := range map[string]string{"stdout": "hello\nno newline\n", "stderr": "err\n"} {
+				var b strings.Builder
+				if err := ReadLog(context.Background(), spec.LogPath, LogOptions{Tail: -1, Stream: stream}, &b); err != nil || b.String() != want {
+					t.Errorf("ReadLog %s = %q, %v; want %q", stream, b.String(), err, want)
+				}
+			}
 			lines := readLog(t, spec.LogPath)
 			for _, want := range []struct{ stream, content string }{{"stdout", "hello"}, {"stderr", "err"}, {"stdout", "no newline"}} {
 				if !hasLine(lines, want.stream, want.content) {
@@ -795,4 +802,22 @@ func shimsOf(sock string) []int {
 		}
 	}
 	return pids
+}
+
+func TestFollowRunningContainerLog(t *testing.T) {
+	rt := env(t)
+	spec := run(t, rt, ContainerSpec{Command: []string{"sh", "-c", "for i in 1 2 3 4 5; do echo line $i; sleep 0.1; done; echo done >&2"}})
+	ctx := ctxFor(t, 20*time.Second)
+	var b strings.Builder
+	start := time.Now()
+	err := ReadLog(ctx, spec.LogPath, LogOptions{Tail: -1, Follow: true, Exited: func() bool { return rt.LogDone(ctx, spec.ID) }}, &b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "line 1\nline 2\nline 3\nline 4\nline 5\ndone\n"; b.String() != want {
+		t.Fatalf("followed %q, want %q", b.String(), want)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("follow ended %s after start", d)
+	}
 }
