@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"syscall"
@@ -129,6 +130,9 @@ func (r *Runtime) CreateContainer(ctx context.Context, spec ContainerSpec) (err 
 	defer r.metrics.observe("create_container", time.Now(), &err)
 	if spec.ID == "" {
 		return errors.New("runtime: create container: empty ID")
+	}
+	if spec.LogPath != "" && !filepath.IsAbs(spec.LogPath) {
+		return fmt.Errorf("runtime: create container %s: log path %q is not absolute", spec.ID, spec.LogPath)
 	}
 	ctx = r.nsCtx(ctx)
 	name, err := NormalizeImage(spec.Image)
