@@ -58,9 +58,16 @@ func newNetNS(t *testing.T) (name, path string) {
 
 func run(t *testing.T, args ...string) {
 	t.Helper()
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+	if err := runCmd(args...); err != nil {
+		t.Fatal(err)
 	}
+}
+
+func runCmd(args ...string) error {
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
 }
 
 // countingRunner is the real runner, counting iptables-restore calls.

@@ -51,9 +51,16 @@ type Config struct {
 	// MinSyncPeriod is the least time between two syncs: changes that
 	// arrive within it are applied together (default 100ms).
 	MinSyncPeriod time.Duration
-	// SyncPeriod is how often everything is rewritten and the jumps from
-	// the built-in chains are checked, even with no change (default 30s).
+	// SyncPeriod is how often a sync runs even with no change; it also
+	// checks the jumps from the built-in chains (default 30s).
 	SyncPeriod time.Duration
+	// FullSyncPeriod is how often every chain is rewritten, repairing
+	// chains changed behind the proxier's back (default 1h). Other syncs
+	// write only the top-level chains and the chains that changed: with
+	// iptables-nft 1.8.9 a restore costs O(chains × rules) in the chains
+	// it names, so a full sync of 1,000 services × 10 endpoints takes
+	// seconds while a partial one takes a fraction of a second.
+	FullSyncPeriod time.Duration
 }
 
 // Proxier programs Services into iptables. Create it with New and start it
@@ -93,6 +100,9 @@ func New(cfg Config) (*Proxier, error) {
 	}
 	if cfg.SyncPeriod <= 0 {
 		cfg.SyncPeriod = 30 * time.Second
+	}
+	if cfg.FullSyncPeriod <= 0 {
+		cfg.FullSyncPeriod = time.Hour
 	}
 	p := &Proxier{cfg: cfg, runner: cfg.IPTables, log: cfg.Logger, trigger: make(chan struct{}, 1)}
 	if p.log == nil {
@@ -173,12 +183,14 @@ func (p *Proxier) Run(ctx context.Context) error {
 
 	periodic := time.NewTicker(p.cfg.SyncPeriod)
 	defer periodic.Stop()
+	periodicFull := time.NewTicker(p.cfg.FullSyncPeriod)
+	defer periodicFull.Stop()
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
 	const minBackoff, maxBackoff = 500 * time.Millisecond, 30 * time.Second
 	backoff := minBackoff
-	full := true
+	full, checkJumps := true, true
 	var last time.Time
 	for first := true; ; first = false {
 		if !first {
@@ -187,6 +199,8 @@ func (p *Proxier) Run(ctx context.Context) error {
 				return nil
 			case <-p.trigger:
 			case <-periodic.C:
+				checkJumps = true
+			case <-periodicFull.C:
 				full = true
 			case <-retry.C:
 			}
@@ -204,7 +218,7 @@ func (p *Proxier) Run(ctx context.Context) error {
 		default:
 		}
 		last = time.Now()
-		if err := p.sync(ctx, full); err != nil {
+		if err := p.sync(ctx, full, checkJumps); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -215,24 +229,28 @@ func (p *Proxier) Run(ctx context.Context) error {
 			backoff = min(2*backoff, maxBackoff)
 			continue
 		}
-		full, backoff = false, minBackoff
+		full, checkJumps, backoff = false, false, minBackoff
 	}
 }
 
 // sync programs the current state with one iptables-restore. A full sync
-// also checks the jumps from the built-in chains and looks for leftover
-// chains (from before a restart) with iptables-save.
-func (p *Proxier) sync(ctx context.Context, full bool) error {
+// rewrites every chain and looks for leftover chains (from before a
+// restart) with iptables-save; it and checkJumps also make sure of the
+// jumps from the built-in chains.
+func (p *Proxier) sync(ctx context.Context, full, checkJumps bool) error {
 	start := time.Now()
 	rs := generate(p.currentPorts(), p.cfg.ClusterCIDR)
 
 	applied := p.applied
-	var stale []string
-	if full || applied == nil {
-		applied = nil
+	full = full || applied == nil
+	if full || checkJumps {
 		if err := ensureJumps(p.runner); err != nil {
 			return err
 		}
+	}
+	var stale []string
+	if full {
+		applied = nil
 		out, err := p.runner.Save(ctx, "nat")
 		if err != nil {
 			return err
@@ -347,9 +365,10 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 }
 
 // Cleanup removes every KUBE-* chain from the filter and nat tables and
-// every rule elsewhere that jumps to one, in one iptables-restore per
-// table that has any. It needs no API access: `synod worker --cleanup`
-// runs it without a cluster.
+// every rule elsewhere that jumps to one, in one iptables-restore (none if
+// there is nothing to remove). Other rules stay. It needs no API access:
+// `synod worker --cleanup` runs it without a cluster. Run it only while no
+// Proxier runs on the same namespace.
 func Cleanup(ctx context.Context, r Runner) error {
 	var b strings.Builder
 	for _, t := range []string{"filter", "nat"} {

@@ -34,12 +34,17 @@ type started struct {
 func startProxier(t *testing.T, c *testcluster.Cluster, clusterCIDR string) *started {
 	t.Helper()
 	name, path := newNetNS(t)
+	return startProxierIn(t, c, name, path, Config{ClusterCIDR: clusterCIDR})
+}
+
+// startProxierIn starts a proxier with cfg (client, node name, runner,
+// logger and registry filled in) on an existing namespace.
+func startProxierIn(t *testing.T, c *testcluster.Cluster, name, path string, cfg Config) *started {
+	t.Helper()
 	s := &started{runner: newRunner(t, path), reg: prometheus.NewRegistry(), netns: name, path: path}
-	p, err := New(Config{
-		Client: c.Client, NodeName: "node-a", ClusterCIDR: clusterCIDR, IPTables: s.runner,
-		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Registerer: s.reg,
-	})
+	cfg.Client, cfg.NodeName, cfg.IPTables, cfg.Registerer = c.Client, "node-a", s.runner, s.reg
+	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	p, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,6 +129,8 @@ func TestProxier(t *testing.T) {
 	t.Run("ClusterIP", func(t *testing.T) { testClusterIP(t, c) })
 	t.Run("NodePort", func(t *testing.T) { testNodePort(t, c) })
 	t.Run("Traffic", func(t *testing.T) { testTraffic(t, c) })
+	t.Run("Restart", func(t *testing.T) { testRestart(t, c) })
+	t.Run("RepairJumps", func(t *testing.T) { testRepairJumps(t, c) })
 	t.Run("Cleanup", func(t *testing.T) { testCleanup(t, c) })
 }
 
@@ -336,4 +343,65 @@ func testCleanup(t *testing.T, c *testcluster.Cluster) {
 	if n := r.restores.Load(); n != 1 {
 		t.Errorf("second Cleanup ran iptables-restore (%d runs in all)", n)
 	}
+}
+
+// testRestart checks that a proxier starting over rules a previous one
+// left (the worker restarted while a service was deleted) removes the
+// chains of the gone service and keeps the others working.
+func testRestart(t *testing.T, c *testcluster.Cluster) {
+	ctx := context.Background()
+	name, path := newNetNS(t)
+	first := startProxierIn(t, c, name, path, Config{})
+	createNamespace(t, c.Client, "restart")
+	keep := createService(t, c.Client, webService("restart", "keep", v1.ServiceTypeClusterIP))
+	drop := createService(t, c.Client, webService("restart", "drop", v1.ServiceTypeClusterIP))
+	for _, svc := range []*v1.Service{keep, drop} {
+		if _, err := c.Client.DiscoveryV1().EndpointSlices("restart").Create(ctx, endpointSlice(svc, "10.244.4.1", "10.244.4.2"), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keepChain := svcChain(&servicePort{name: "restart/keep:http", protocol: "tcp"})
+	dropSP := &servicePort{name: "restart/drop:http", protocol: "tcp"}
+	eventually(t, time.Second, "both services programmed", func() bool {
+		nat := save(t, first.runner, "nat")
+		return len(svcJumps(nat, keepChain)) == 2 && len(svcJumps(nat, svcChain(dropSP))) == 2
+	})
+	first.stop()
+	if err := c.Client.CoreV1().Services("restart").Delete(ctx, "drop", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	second := startProxierIn(t, c, name, path, Config{})
+	nat := save(t, second.runner, "nat") // startProxierIn waited for the first sync
+	for _, gone := range []string{svcChain(dropSP), sepChain(dropSP, endpoint{ip: mustAddr("10.244.4.1"), port: 8080})} {
+		if strings.Contains(nat, gone) {
+			t.Errorf("%s survived the restart:\n%s", gone, nat)
+		}
+	}
+	if len(svcJumps(nat, keepChain)) != 2 {
+		t.Errorf("restart/keep lost its rules:\n%s", nat)
+	}
+	// The jumps from the built-in chains were not duplicated.
+	if n := strings.Count(nat, "-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n"); n != 1 {
+		t.Errorf("%d jumps from nat OUTPUT to KUBE-SERVICES", n)
+	}
+	filter := save(t, second.runner, "filter")
+	for chain, n := range map[string]int{"INPUT": 1, "FORWARD": 3, "OUTPUT": 1} {
+		if got := strings.Count(filter, "-A "+chain+" "); got != n {
+			t.Errorf("filter %s has %d rules, want %d:\n%s", chain, got, n, filter)
+		}
+	}
+}
+
+// testRepairJumps checks that the periodic sync puts back a jump someone
+// deleted from a built-in chain.
+func testRepairJumps(t *testing.T, c *testcluster.Cluster) {
+	name, path := newNetNS(t)
+	s := startProxierIn(t, c, name, path, Config{SyncPeriod: 200 * time.Millisecond})
+	run(t, "ip", "netns", "exec", name, "iptables", "-t", "nat", "-D", "PREROUTING",
+		"-m", "comment", "--comment", "kubernetes service portals", "-j", "KUBE-SERVICES")
+	took := eventually(t, 2*time.Second, "jump repaired", func() bool {
+		return strings.Contains(save(t, s.runner, "nat"), `-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES`)
+	})
+	t.Logf("jump repaired after %v", took)
 }
