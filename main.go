@@ -55,6 +55,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			benchCommand(),
 			kubeconfigCommand(),
 			hollowCommand(),
+			imageCommand(),
 		},
 		Action: requireSubcommand,
 		// Errors are printed and turned into exit codes by exitCode, not
