@@ -4,9 +4,10 @@
 GO ?= go
 
 # Debian packages the tests and tools need. etcd-server and etcd-client give
-# the reference etcd and etcdctl the compatibility tests run against.
-# containerd, runc, iptables, busybox-static and iproute2 are not used yet:
-# later issues (node agent, pod networking, chaos) need them.
+# the reference etcd and etcdctl the compatibility tests run against;
+# containerd and runc run the node runtime's containers; busybox-static is
+# the test image's only binary; iptables and iproute2 are what the service
+# proxy and pod networking program (inside network namespaces the tests make).
 APT_PACKAGES := etcd-client etcd-server containerd runc iptables busybox-static iproute2
 
 .PHONY: deps build vet test up bench clean
