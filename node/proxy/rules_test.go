@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"flag"
 	"os"
 	"path/filepath"
@@ -156,6 +157,48 @@ func TestPartialRestore(t *testing.T) {
 	for _, unchanged := range []string{svcChain(&servicePort{name: "ns1/sticky", protocol: "tcp"}), extChain(&servicePort{name: "ns2/local:http", protocol: "tcp"})} {
 		if strings.Contains(data, ":"+unchanged+" ") {
 			t.Errorf("unchanged chain %s rewritten", unchanged)
+		}
+	}
+}
+
+// TestGoldenAppliesToKernel feeds the golden restore input (every kind of
+// rule the generator writes: affinity, Local policy, REJECT and DROP,
+// UDP, a stale chain) to the real iptables-restore in a fresh namespace,
+// then the partial update on top of it.
+func TestGoldenAppliesToKernel(t *testing.T) {
+	requireNetNS(t)
+	_, path := newNetNS(t)
+	r := newRunner(t, path)
+	if err := ensureJumps(r); err != nil {
+		t.Fatal(err)
+	}
+	before := generate(samplePorts(), "10.244.0.0/16")
+	if err := r.Restore(context.Background(), restoreData(before, nil, nil)); err != nil {
+		t.Fatal(err)
+	}
+	full, err := os.ReadFile(filepath.Join("testdata", "full.restore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Restore(context.Background(), full); err != nil {
+		t.Fatal(err)
+	}
+	partial, err := os.ReadFile(filepath.Join("testdata", "partial.restore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Restore(context.Background(), partial); err != nil {
+		t.Fatal(err)
+	}
+	nat := save(t, r, "nat")
+	for _, want := range []string{"-m recent --rcheck --seconds 60 --reap --name KUBE-SEP-OMFBLZLM2JZDCGVN", "-j KUBE-SVL-K5TNFMNM3UKAC2VD"} {
+		if !strings.Contains(nat, want) {
+			t.Errorf("nat table lacks %q", want)
+		}
+	}
+	for _, gone := range []string{"KUBE-SEP-OLDOLDOLDOLDOLDO", "KUBE-SEP-ODQXN5PJFWHJCIMV"} {
+		if strings.Contains(nat, gone) {
+			t.Errorf("%s not deleted", gone)
 		}
 	}
 }
