@@ -171,7 +171,8 @@ func (w *podWorker) runProbe(ctx context.Context, p *v1.Probe, timeout time.Dura
 	defer cancel()
 	switch {
 	case p.Exec != nil:
-		var out bytes.Buffer
+		// stdout and stderr are copied concurrently into one buffer.
+		var out lockedBuffer
 		code, err := w.k.rt.Exec(ctx, id, p.Exec.Command, nil, &out, &out, false)
 		if ctx.Err() == context.DeadlineExceeded {
 			return false, fmt.Sprintf("command %q timed out", strings.Join(p.Exec.Command, " "))
@@ -282,4 +283,25 @@ func resolvePort(p intstr.IntOrString, c v1.Container) (int, error) {
 		return n, nil
 	}
 	return 0, fmt.Errorf("couldn't find port: %v in %v", p.StrVal, c.Name)
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent writers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.buf.Len() > 10<<10 {
+		return len(p), nil // the kubelet keeps only the start of probe output
+	}
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
