@@ -1,6 +1,7 @@
 package apilb_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -275,13 +276,11 @@ func TestNotReadyServerLosesItsConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	buf := make([]byte, 4096)
-	n, _ := conn.Read(buf)
 	pinned := a
-	if strings.HasSuffix(string(buf[:n]), "b") {
+	if backendOf(t, conn) == "b" {
 		pinned = b
 	}
+	buf := make([]byte, 4096)
 
 	// Its /readyz starts failing (a master that lost its quorum): the
 	// connection is closed so its client reconnects elsewhere.
@@ -317,6 +316,23 @@ func TestNotReadyServerLosesItsConnections(t *testing.T) {
 	if _, err := get(c, lb); err != nil {
 		t.Errorf("with no healthy server: %v", err)
 	}
+}
+
+// backendOf asks which backend a connection through the balancer reached
+// (the connection stays open: HTTP/1.1 keep-alive).
+func backendOf(t *testing.T, conn net.Conn) string {
+	t.Helper()
+	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
 }
 
 // TestFollowsGossip uses real gossip members as the source: masters that
@@ -369,7 +385,7 @@ func TestFollowsGossip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if status(lb, b.addr()).Active == 1 {
+		if backendOf(t, c) == "b" {
 			conn = c
 			break
 		}
