@@ -610,3 +610,23 @@ func TestViewSeesThePoolAndLeavesNoTrace(t *testing.T) {
 		}
 	}
 }
+
+// A member whose seed restarted with no one to join (the first master
+// coming back) finds it again: members that see no one else retry their
+// seeds and the members that died, every RejoinInterval.
+func TestRejoinAfterEveryoneElseRestarted(t *testing.T) {
+	seed := start(t, gossip.Config{Name: "seed"})
+	_, port, _ := net.SplitHostPort(seed.LocalAddr())
+	w := start(t, gossip.Config{Name: "w", Join: []string{seed.LocalAddr()}, RejoinInterval: 200 * time.Millisecond})
+	eventually(t, 5*time.Second, "joined", func() error { return wantStates(w, allAlive("seed", "w")) })
+	seed.Shutdown()
+	eventually(t, 5*time.Second, "seed dead", func() error { return wantStates(w, map[string]gossip.State{"seed": gossip.StateDead}) })
+	seed2 := start(t, gossip.Config{Name: "seed", BindPort: atoi(t, port)}) // joins no one
+	took := eventually(t, 5*time.Second, "back together", func() error {
+		if err := wantStates(seed2, allAlive("seed", "w")); err != nil {
+			return err
+		}
+		return wantStates(w, allAlive("seed", "w"))
+	})
+	t.Logf("rejoined %v after the seed restarted", took)
+}
