@@ -249,11 +249,30 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("kubelet: node informer: %w", err)
 	}
+	// All nodes, for the host-gw routes to their podCIDRs.
+	allNodeInformers := informers.NewSharedInformerFactory(k.client, 0)
+	allNodes := allNodeInformers.Core().V1().Nodes()
+	routesKick := make(chan struct{}, 1)
+	kickRoutes := func(any) {
+		select {
+		case routesKick <- struct{}{}:
+		default:
+		}
+	}
+	if _, err := allNodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    kickRoutes,
+		UpdateFunc: func(_, obj any) { kickRoutes(obj) },
+		DeleteFunc: kickRoutes,
+	}); err != nil {
+		return fmt.Errorf("kubelet: node informer: %w", err)
+	}
 	podInformers.Start(ctx.Done())
 	nodeInformers.Start(ctx.Done())
+	allNodeInformers.Start(ctx.Done())
 	defer podInformers.Shutdown()
 	defer nodeInformers.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), podInformer.Informer().HasSynced, nodeInformer.HasSynced) {
+	defer allNodeInformers.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), podInformer.Informer().HasSynced, nodeInformer.HasSynced, allNodes.Informer().HasSynced) {
 		return fmt.Errorf("kubelet: informers did not sync: %w", ctx.Err())
 	}
 
@@ -276,6 +295,8 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("kubelet: pod informer: %w", err)
 	}
+	bg.Add(1)
+	go func() { defer bg.Done(); k.routesLoop(ctx, allNodes.Lister(), routesKick) }()
 	k.log.Info("kubelet running")
 
 	resync := time.NewTicker(k.cfg.ResyncInterval)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -122,6 +123,49 @@ func TestKubelet(t *testing.T) {
 	if t.Failed() {
 		return
 	}
+
+	t.Run("HostGWRoutes", func(t *testing.T) {
+		// The node's LAN: its InternalIP on a link in the node namespace.
+		for _, args := range [][]string{
+			{"link", "add", "lan0", "type", "veth", "peer", "name", "lan1"},
+			{"addr", "add", "192.0.2.10/24", "dev", "lan0"},
+			{"link", "set", "lan1", "up"},
+			{"link", "set", "lan0", "up"},
+		} {
+			if out, err := exec.Command("ip", append([]string{"-n", n.nsName}, args...)...).CombinedOutput(); err != nil {
+				t.Fatalf("ip %v: %v: %s", args, err, out)
+			}
+		}
+		peer := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "peer-" + n.name}, Spec: v1.NodeSpec{PodCIDR: "10.250.7.0/24"}}
+		peer, err := c.Client.CoreV1().Nodes().Create(ctx, peer, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Client.CoreV1().Nodes().Delete(ctx, peer.Name, metav1.DeleteOptions{}) })
+		peer.Status.Addresses = []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: "192.0.2.11"}}
+		if _, err := c.Client.CoreV1().Nodes().UpdateStatus(ctx, peer, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		routes := func() string {
+			out, _ := exec.Command("ip", "-n", n.nsName, "route", "show", "proto", "83").CombinedOutput()
+			return string(out)
+		}
+		eventually(t, 10*time.Second, "route to the peer's podCIDR", func() error {
+			if r := routes(); !strings.Contains(r, "10.250.7.0/24 via 192.0.2.11") {
+				return fmt.Errorf("routes %q", r)
+			}
+			return nil
+		})
+		if err := c.Client.CoreV1().Nodes().Delete(ctx, peer.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "route removed with the peer", func() error {
+			if r := routes(); strings.Contains(r, "10.250.7.0/24") {
+				return fmt.Errorf("routes %q", r)
+			}
+			return nil
+		})
+	})
 
 	var running *v1.Pod // adopted after the kubelet restart
 	t.Run("Pods", func(t *testing.T) {
