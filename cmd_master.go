@@ -64,7 +64,7 @@ func masterCommand() *cli.Command {
 			&cli.StringFlag{Name: "pki-dir", Usage: "CA directory used when certificate files are not given; an admin.kubeconfig is written there (default \"<data-dir>/pki\")"},
 			&cli.StringFlag{Name: "service-cluster-ip-range", Value: "10.96.0.0/12", Usage: "CIDR that Service cluster IPs are allocated from"},
 			&cli.BoolFlag{Name: "allow-even-cluster", Usage: "allow an even-sized --initial-cluster (not recommended)"},
-		}, componentFlags()...),
+		}, append(componentFlags(), gossipFlags()...)...),
 		Action: runMaster,
 	}
 }
@@ -91,6 +91,12 @@ func runMaster(c *cli.Context) error {
 	}
 	if api.components, err = componentConfig(c); err != nil {
 		return usageError(c, "%v", err)
+	}
+	if api.gossip, err = gossipConfig(c); err != nil {
+		return usageError(c, "%v", err)
+	}
+	if api.gossip.addr != "" && api.securePort == 0 {
+		return usageError(c, "--gossip-addr announces the Kubernetes API: it needs --secure-port")
 	}
 	if (api.tlsCert == "") != (api.tlsKey == "") {
 		return usageError(c, "--tls-cert-file and --tls-private-key-file go together")

@@ -25,6 +25,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitCode(app.Run(reorderArgs(app, args)), stderr)
 }
 
+// version is synod's version, reported in gossip metadata; release builds
+// set it with -ldflags "-X main.version=...".
+var version = "dev"
+
 func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:     "synod",
@@ -56,6 +60,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			kubeconfigCommand(),
 			hollowCommand(),
 			imageCommand(),
+			workerCommand(),
+			membersCommand(),
 		},
 		Action: requireSubcommand,
 		// Errors are printed and turned into exit codes by exitCode, not

@@ -39,6 +39,7 @@ type apiOptions struct {
 	serviceCIDR string // --service-cluster-ip-range
 
 	components components.Config     // scheduler and controller-manager flags
+	gossip     gossipOptions         // --gossip-addr and friends
 	registry   prometheus.Registerer // the API's /metrics, set by startAPI
 }
 
@@ -60,6 +61,15 @@ func runMasterServices(ctx context.Context, cfg raftstore.Config, api apiOptions
 		if err != nil {
 			store.Close()
 			return err
+		}
+		if api.gossip.addr != "" {
+			pool, err := startGossip(ctx, cfg.Name, api.gossip, api, api.registry, log)
+			if err != nil {
+				stopAPI()
+				store.Close()
+				return err
+			}
+			defer pool.Leave(2 * time.Second)
 		}
 		if api.components.Scheduler || len(api.components.Controllers) > 0 {
 			cc := api.components
