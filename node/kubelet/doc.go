@@ -25,6 +25,13 @@
 // deletes the pod object with grace 0 and a UID precondition, which is how
 // the kubelet confirms a graceful deletion.
 //
+// When the Network can set routes (synod/node/network can), the kubelet
+// also watches all Nodes and routes every other node's podCIDR via its
+// InternalIP (host-gw), so pods on different workers reach each other.
+//
+// ParseNodeLabels and ParseTaints parse the --node-labels and
+// --register-with-taints flag values into Config.Labels and Config.Taints.
+//
 // The runtime keeps everything a restarted kubelet needs in container
 // labels (pod UID, container name, restart count, node), so on start the
 // kubelet adopts running containers instead of restarting them, and cleans

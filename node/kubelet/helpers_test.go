@@ -96,23 +96,22 @@ var seq atomic.Int64
 // node is a simulated worker: a network namespace playing the node's host
 // side (bridge, routes, iptables), a private containerd and a kubelet.
 type node struct {
-	t        *testing.T
-	name     string
-	nsName   string
-	nsPath   string
-	dir      string
-	rtDir    string
-	podCIDR  string
-	client   kubernetes.Interface
-	rt       *runtime.Runtime
-	netw     *network.Network
-	netMu    sync.Mutex
-	image    string
-	backoff  time.Duration
-	cancel   context.CancelFunc
-	done     chan error
-	kubelet  *Kubelet
-	netnsSeq int64
+	t       *testing.T
+	name    string
+	nsName  string
+	nsPath  string
+	dir     string
+	rtDir   string
+	podCIDR string
+	client  kubernetes.Interface
+	rt      *runtime.Runtime
+	netw    *network.Network
+	netMu   sync.Mutex
+	image   string
+	backoff time.Duration
+	cancel  context.CancelFunc
+	done    chan error
+	kubelet *Kubelet
 }
 
 func newNode(t *testing.T, c *testcluster.Cluster) *node {
