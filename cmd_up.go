@@ -23,6 +23,7 @@ func upCommand() *cli.Command {
 		Usage:     "start a local cluster of masters on loopback and run until Ctrl-C",
 		UsageText: "synod up [--masters N] [--dir DIR] [--restart] [--base-port P] [-- extra master flags...]",
 		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "workers", Usage: "also start this many workers (synod worker), each in its own network namespace on a host bridge (needs root, a fresh --dir)"},
 			&cli.IntFlag{Name: "masters", Value: 3, Usage: "number of masters: 1, 3, 5 or 7 (default: 3, or the count in DIR/cluster.json)"},
 			&cli.StringFlag{Name: "dir", Value: ".cluster", Usage: "directory for data dirs, logs and cluster.json; an existing cluster there is restarted"},
 			&cli.BoolFlag{Name: "restart", Usage: "restart masters that die"},
@@ -49,6 +50,11 @@ func runUp(c *cli.Context) error {
 	default:
 		return usageError(c, "--masters %d: want 1, 3, 5 or 7 (an even count tolerates no more failures than one fewer)", n)
 	}
+	if w := c.Int("workers"); w < 0 || w > 200 {
+		return usageError(c, "--workers %d: want 0 to 200", w)
+	} else if w > 0 && os.Geteuid() != 0 {
+		return usageError(c, "--workers needs root (it creates network namespaces and runs containerd)")
+	}
 	if p := c.Int("base-port"); p < 0 || p > 65535-3*n {
 		return usageError(c, "--base-port %d out of range", p)
 	}
@@ -63,6 +69,7 @@ func runUp(c *cli.Context) error {
 	opts := launch.Options{
 		Binary:    bin,
 		Masters:   n,
+		Workers:   c.Int("workers"),
 		Dir:       c.String("dir"),
 		Restart:   c.Bool("restart"),
 		ExtraArgs: extra,
@@ -95,7 +102,7 @@ func runUp(c *cli.Context) error {
 
 	<-ctx.Done()
 	stop() // a second Ctrl-C now kills synod up itself
-	log.Info("stopping masters")
+	log.Info("stopping workers and masters")
 	if err := cl.Stop(); err != nil {
 		log.Error("stop", "err", err)
 	}
@@ -122,5 +129,8 @@ func printUpSummary(w io.Writer, cl *launch.Cluster) {
 		fmt.Fprintf(w, "  kubectl --kubeconfig %s get namespaces\n", cl.KubeconfigPath())
 	}
 	fmt.Fprintf(w, "  synod status --cluster-file %s\n", cl.StateFile())
+	if len(ms) > 0 && ms[0].Gossip != "" {
+		fmt.Fprintf(w, "  synod members --gossip-addr %s\n", ms[0].Gossip)
+	}
 	fmt.Fprintf(w, "\nPress Ctrl-C to stop the masters.\n")
 }

@@ -14,10 +14,22 @@ import (
 const KubeconfigFile = "kubeconfig"
 
 func (c *Cluster) portsPerMaster() int {
-	if c.opts.API {
+	switch {
+	case c.opts.Workers > 0:
+		return 4 // + gossip
+	case c.opts.API:
 		return 3
 	}
 	return 2
+}
+
+// apiHost is the address the masters' APIs listen on: loopback, or the
+// host bridge when workers (in their own network namespaces) must reach it.
+func (c *Cluster) apiHost() string {
+	if c.opts.Workers > 0 {
+		return hostBridgeIP
+	}
+	return "127.0.0.1"
 }
 
 // pkiDir holds the cluster's CA, shared by every master.
@@ -35,7 +47,7 @@ func (c *Cluster) apiArgs(m Master) []string {
 	if err != nil {
 		return []string{"--secure-port", "0"}
 	}
-	return []string{"--secure-port", u.Port(), "--pki-dir", c.pkiDir()}
+	return []string{"--secure-port", u.Port(), "--pki-dir", c.pkiDir(), "--bind-address", u.Hostname()}
 }
 
 // writeKubeconfig issues an admin client certificate (group system:masters)

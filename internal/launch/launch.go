@@ -44,6 +44,10 @@ type Options struct {
 	ExtraArgs []string // appended to every master's args
 	Logger    *slog.Logger
 
+	// Workers starts this many `synod worker`s (needs API), each in its
+	// own network namespace bridged to the host (see workers.go).
+	Workers int
+
 	// API runs the Kubernetes API on every master (a third port each), with
 	// certificates from a CA in Dir/pki, and writes an admin kubeconfig to
 	// Dir/kubeconfig. Without it synod masters run with --secure-port 0.
@@ -77,6 +81,7 @@ type Master struct {
 	DataDir   string   `json:"data_dir"`
 	LogFile   string   `json:"log_file"`
 	APIURL    string   `json:"api_url,omitempty"` // the Kubernetes API, with Options.API
+	Gossip    string   `json:"gossip,omitempty"`  // gossip HOST:PORT, with Options.Workers
 	Args      []string `json:"args,omitempty"`    // argv after the binary, starting with "master"
 
 	Running  bool   `json:"-"`
@@ -102,6 +107,8 @@ type Cluster struct {
 	members  []*member
 	started  bool // Start has returned: restarts may begin
 	stopping bool
+
+	workers []*worker // with Options.Workers
 
 	wg sync.WaitGroup // reapers and pending restarts; Stop waits for them
 
@@ -189,6 +196,14 @@ func Start(ctx context.Context, o Options) (_ *Cluster, retErr error) {
 			return nil, fmt.Errorf("launch: cluster CA: %w", err)
 		}
 	}
+	if o.Workers > 0 {
+		if !o.API || prev != nil {
+			return nil, errors.New("launch: workers need the API and a fresh cluster dir")
+		}
+		if err := c.ensureHostBridge(); err != nil {
+			return nil, err
+		}
+	}
 	if prev != nil {
 		err = c.startExisting(ctx, prev)
 	} else {
@@ -196,6 +211,9 @@ func Start(ctx context.Context, o Options) (_ *Cluster, retErr error) {
 	}
 	if err == nil && o.API {
 		err = c.writeKubeconfig()
+	}
+	if err == nil && o.Workers > 0 {
+		err = c.startWorkers(ctx)
 	}
 	return c, err
 }
@@ -241,7 +259,10 @@ func (c *Cluster) startFresh(ctx context.Context) error {
 				PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[per*i+1]),
 			}
 			if c.opts.API {
-				proto[i].APIURL = fmt.Sprintf("https://127.0.0.1:%d", ports[per*i+2])
+				proto[i].APIURL = fmt.Sprintf("https://%s:%d", c.apiHost(), ports[per*i+2])
+			}
+			if c.opts.Workers > 0 {
+				proto[i].Gossip = fmt.Sprintf("%s:%d", hostBridgeIP, ports[per*i+3])
 			}
 		}
 		c.setMembers(c.layout(proto))
@@ -287,6 +308,7 @@ func (c *Cluster) layout(proto []Master) []*member {
 			ClientURL: p.ClientURL,
 			PeerURL:   p.PeerURL,
 			APIURL:    p.APIURL,
+			Gossip:    p.Gossip,
 			DataDir:   filepath.Join(c.dir, p.Name),
 			LogFile:   filepath.Join(c.dir, p.Name+".log"),
 		}
@@ -301,6 +323,9 @@ func (c *Cluster) layout(proto []Master) []*member {
 			"--initial-cluster-state", "new",
 			"--initial-cluster-token", "synod-up",
 		}, c.apiArgs(m)...)
+		if m.Gossip != "" {
+			m.Args = append(m.Args, "--gossip-addr", m.Gossip, "--gossip-join", proto[0].Gossip)
+		}
 		m.Args = append(m.Args, c.opts.ExtraArgs...)
 		members[i] = &member{Master: m}
 	}

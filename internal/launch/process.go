@@ -191,6 +191,8 @@ func (c *Cluster) Stop() error {
 }
 
 func (c *Cluster) stop() error {
+	// Workers first, while the API can still tell them what to stop.
+	c.stopWorkers()
 	procs := c.beginStop()
 	for _, p := range procs {
 		syscall.Kill(p.pid, syscall.SIGTERM)

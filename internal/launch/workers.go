@@ -1,0 +1,172 @@
+package launch
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Workers live in network namespaces of their own, so their iptables rules,
+// bridges and routes do not collide with each other or with the host. The
+// namespaces hang off one host bridge; the masters' APIs and gossip listen on
+// the bridge's address so the workers can reach them. One cluster with
+// workers per machine: the bridge and its subnet are fixed.
+const (
+	hostBridge   = "synodup0"
+	hostBridgeIP = "10.99.0.1"
+	workerSubnet = "10.99.0.%d/24"
+)
+
+// worker is one `synod worker` process.
+type worker struct {
+	name, netns, ip, dir, logFile string
+	cmd                           *exec.Cmd
+	done                          chan struct{}
+}
+
+func run(args ...string) error {
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("launch: %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// ensureHostBridge creates the host bridge (idempotent).
+func (c *Cluster) ensureHostBridge() error {
+	if err := exec.Command("ip", "link", "show", hostBridge).Run(); err == nil {
+		return nil
+	}
+	for _, args := range [][]string{
+		{"ip", "link", "add", hostBridge, "type", "bridge"},
+		{"ip", "addr", "add", hostBridgeIP + "/24", "dev", hostBridge},
+		{"ip", "link", "set", hostBridge, "up"},
+	} {
+		if err := run(args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startWorkers makes a network namespace per worker, wired to the host
+// bridge, and starts `synod worker` in it.
+func (c *Cluster) startWorkers(ctx context.Context) error {
+	ms := c.Masters()
+	for i := 1; i <= c.opts.Workers; i++ {
+		w := &worker{name: fmt.Sprintf("w%d", i), netns: fmt.Sprintf("synodup-w%d", i), ip: fmt.Sprintf("10.99.0.%d", 10+i),
+			dir: filepath.Join(c.dir, fmt.Sprintf("w%d", i)), logFile: filepath.Join(c.dir, fmt.Sprintf("w%d.log", i)), done: make(chan struct{})}
+		host, peer := fmt.Sprintf("synup%dh", i), fmt.Sprintf("synup%dw", i)
+		exec.Command("ip", "netns", "delete", w.netns).Run() // a leftover of a crashed run
+		exec.Command("ip", "link", "delete", host).Run()
+		for _, args := range [][]string{
+			{"ip", "netns", "add", w.netns},
+			{"ip", "link", "add", host, "type", "veth", "peer", "name", peer},
+			{"ip", "link", "set", host, "master", hostBridge, "up"},
+			{"ip", "link", "set", peer, "netns", w.netns},
+			{"ip", "-n", w.netns, "link", "set", "lo", "up"},
+			{"ip", "-n", w.netns, "link", "set", peer, "name", "eth0"},
+			{"ip", "-n", w.netns, "addr", "add", fmt.Sprintf(workerSubnet, 10+i), "dev", "eth0"},
+			{"ip", "-n", w.netns, "link", "set", "eth0", "up"},
+			{"ip", "-n", w.netns, "route", "add", "default", "via", hostBridgeIP},
+		} {
+			if err := run(args...); err != nil {
+				return err
+			}
+		}
+		args := []string{"--net=/run/netns/" + w.netns, c.opts.Binary, "worker", "--name", w.name, "--data-dir", w.dir,
+			"--kubeconfig", c.KubeconfigPath(), "--gossip-addr", w.ip + ":7946", "--node-ip", w.ip}
+		for _, m := range ms {
+			args = append(args, "--server", m.APIURL, "--join", m.Gossip)
+		}
+		logf, err := os.OpenFile(w.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		// nsenter, not `ip netns exec`: the latter also makes a private
+		// mount namespace, hiding the pod netns mounts from runc.
+		w.cmd = exec.Command("nsenter", args...)
+		w.cmd.Stdout, w.cmd.Stderr = logf, logf
+		w.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := w.cmd.Start(); err != nil {
+			logf.Close()
+			return fmt.Errorf("launch: start worker %s: %w", w.name, err)
+		}
+		go func() {
+			w.cmd.Wait()
+			logf.Close()
+			close(w.done)
+		}()
+		c.mu.Lock()
+		c.workers = append(c.workers, w)
+		c.mu.Unlock()
+		c.log.Info("worker started", "name", w.name, "pid", w.cmd.Process.Pid, "netns", w.netns, "ip", w.ip, "log", w.logFile)
+	}
+	return nil
+}
+
+// stopWorkers stops every worker (SIGTERM, then SIGKILL), kills what still
+// runs in its namespaces (containers outlive a stopped containerd in their
+// shims) and removes the namespaces, veths and the host bridge.
+func (c *Cluster) stopWorkers() {
+	c.mu.Lock()
+	ws := c.workers
+	c.workers = nil
+	c.mu.Unlock()
+	if len(ws) == 0 && c.opts.Workers == 0 {
+		return
+	}
+	for _, w := range ws {
+		syscall.Kill(w.cmd.Process.Pid, syscall.SIGTERM)
+	}
+	for _, w := range ws {
+		select {
+		case <-w.done:
+		case <-time.After(15 * time.Second):
+			syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
+			<-w.done
+		}
+	}
+	// Containers run in pod namespaces (synod-<pod uid>) the workers made;
+	// a worker's pods are the directories of its kubelet state. Kill what
+	// runs in them and in the worker namespaces, then remove those.
+	for i := 1; i <= max(len(ws), c.opts.Workers); i++ {
+		dir := filepath.Join(c.dir, fmt.Sprintf("w%d", i), "kubelet", "pods")
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			removeNetns("synod-" + e.Name())
+		}
+		removeNetns(fmt.Sprintf("synodup-w%d", i))
+	}
+	for i := 1; i <= max(len(ws), c.opts.Workers); i++ {
+		exec.Command("ip", "link", "delete", fmt.Sprintf("synup%dh", i)).Run()
+	}
+	exec.Command("ip", "link", "delete", hostBridge).Run()
+}
+
+// removeNetns kills every process in network namespace name and deletes it.
+func removeNetns(name string) {
+	if _, err := os.Stat("/run/netns/" + name); err != nil {
+		return
+	}
+	killNetnsPids(name)
+	exec.Command("ip", "netns", "delete", name).Run()
+}
+
+func killNetnsPids(name string) {
+	out, err := exec.Command("ip", "netns", "pids", name).Output()
+	if err != nil {
+		return
+	}
+	for _, f := range strings.Fields(string(out)) {
+		var pid int
+		if _, err := fmt.Sscan(f, &pid); err == nil && pid > 1 {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
