@@ -44,7 +44,8 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, req *requ
 	case req.sub == "binding":
 		out, code, err = s.bind(ctx, r, req)
 	case req.sub == "log" || req.sub == "exec":
-		err = apierrors.NewBadRequest(fmt.Sprintf("pod %q has no running containers on a node to serve %s from", req.name, req.sub))
+		s.servePodProxy(w, r, req) // podproxy.go: to the pod's kubelet
+		return
 	case req.verb == "get":
 		out, err = s.store.get(ctx, req.res, req.namespace, req.name)
 	case req.verb == "list":

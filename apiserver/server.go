@@ -60,6 +60,7 @@ type Server struct {
 	extra        func(w http.ResponseWriter, r *http.Request) bool
 	hooks        hooks
 	log          *slog.Logger
+	kubelet      *http.Transport // SetKubeletClient; pods/log and pods/exec
 
 	reg            *prometheus.Registry
 	metricsHandler http.Handler

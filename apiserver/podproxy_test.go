@@ -1,0 +1,271 @@
+package apiserver
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"synod/internal/pki"
+	"synod/node/kubeletserver"
+	"synod/node/runtime"
+)
+
+// hostKubelet is the kubelet side of these tests: the real kubelet server
+// in front of "containers" that are plain host processes and CRI log files
+// the test writes, so that the apiserver's proxying is tested without
+// containerd (node/kubeletserver tests it with real containers).
+type hostKubelet struct {
+	dir  string
+	done atomic.Bool // every container's log is complete (ends -f)
+}
+
+func (h *hostKubelet) FindContainer(_ context.Context, ns, pod, container string, previous bool) (runtime.State, error) {
+	if previous {
+		return runtime.State{}, fmt.Errorf("previous %s: %w", container, kubeletserver.ErrNotFound)
+	}
+	return runtime.State{ID: ns + "_" + pod + "_" + container, Phase: runtime.Running,
+		LogPath: filepath.Join(h.dir, ns+"_"+pod+"_"+container+".log")}, nil
+}
+
+func (h *hostKubelet) ExecStream(ctx context.Context, _ string, o runtime.ExecOptions) (int, error) {
+	cmd := exec.CommandContext(ctx, o.Cmd[0], o.Cmd[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return exit.ExitCode(), nil
+	}
+	return 0, err
+}
+
+func (h *hostKubelet) LogDone(context.Context, string) bool { return h.done.Load() }
+
+func (h *hostKubelet) appendLog(t *testing.T, ns, pod, container string, lines ...string) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(h.dir, ns+"_"+pod+"_"+container+".log"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, l := range lines {
+		fmt.Fprintf(f, "%s stdout F %s\n", time.Now().UTC().Format(time.RFC3339Nano), l)
+	}
+}
+
+type podProxyEnv struct {
+	api        *testAPI
+	kl         *hostKubelet
+	kubeconfig string
+}
+
+func newPodProxyEnv(t *testing.T) *podProxyEnv {
+	t.Helper()
+	api := newTestAPI(t)
+	ca, err := pki.NewEphemeralCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ca.IssueClient(kubeletserver.APIServerClientCN, nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api.srv.SetKubeletClient(&tls.Config{Certificates: []tls.Certificate{cert}})
+	kl := &hostKubelet{dir: t.TempDir()}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ks, err := kubeletserver.Start(ctx, kubeletserver.Config{Addr: "127.0.0.1:0", Containers: kl, Runtime: kl,
+		ClientCAs: ca.Pool(), Hosts: []string{"127.0.0.1"}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}
+	c := api.client.CoreV1()
+	bg := context.Background()
+	if node, err = c.Nodes().Create(bg, node, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}}
+	node.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(ks.Port())
+	if _, err := c.Nodes().UpdateStatus(bg, node, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kc, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: %q}}]
+users: [{name: u, user: {}}]
+contexts: [{name: c, context: {cluster: c, user: u, namespace: default}}]
+current-context: c
+`, api.http.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &podProxyEnv{api: api, kl: kl, kubeconfig: kc}
+}
+
+// pod creates a pod bound to n1 with the given containers and status.
+func (e *podProxyEnv) pod(t *testing.T, name string, containers []string, state func(c string) corev1.ContainerState) {
+	t.Helper()
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}, Spec: corev1.PodSpec{NodeName: "n1"}}
+	for _, c := range containers {
+		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: c, Image: "busybox"})
+	}
+	c := e.api.client.CoreV1().Pods("default")
+	p, err := c.Create(context.Background(), p, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Status.Phase = corev1.PodRunning
+	for _, name := range containers {
+		p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{Name: name, State: state(name)})
+	}
+	if _, err := c.UpdateStatus(context.Background(), p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func running(string) corev1.ContainerState {
+	return corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}
+}
+
+func kubectlBin(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("kubectl")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("kubectl not found")
+		}
+		t.Skip("kubectl not found")
+	}
+	return bin
+}
+
+func (e *podProxyEnv) kubectl(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, kubectlBin(t), append([]string{"--kubeconfig", e.kubeconfig, "--request-timeout=20s"}, args...)...)
+	cmd.Env = append(os.Environ(), "KUBECACHEDIR="+t.TempDir())
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func TestPodLogsThroughKubelet(t *testing.T) {
+	e := newPodProxyEnv(t)
+	e.pod(t, "web", []string{"c"}, running)
+	e.kl.appendLog(t, "default", "web", "c", "line1", "line2", "line3")
+
+	if out, err := e.kubectl(t, "", "logs", "web"); err != nil || out != "line1\nline2\nline3\n" {
+		t.Fatalf("kubectl logs = %q, %v", out, err)
+	}
+	if out, err := e.kubectl(t, "", "logs", "web", "--tail=1"); err != nil || out != "line3\n" {
+		t.Fatalf("kubectl logs --tail=1 = %q, %v", out, err)
+	}
+	if out, err := e.kubectl(t, "", "logs", "web", "-c", "nope"); err == nil || !strings.Contains(out, "container nope is not valid for pod web") {
+		t.Fatalf("kubectl logs -c nope = %q, %v", out, err)
+	}
+
+	// Several containers and none named: Kubernetes' message lists them.
+	e.pod(t, "multi", []string{"a", "b"}, running)
+	// Stream is what kubectl uses (DoRaw decodes errors differently).
+	rc, err := e.api.client.CoreV1().Pods("default").GetLogs("multi", &corev1.PodLogOptions{}).Stream(context.Background())
+	if err == nil {
+		rc.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "a container name must be specified for pod multi, choose one of: [a b]") {
+		t.Fatalf("logs of multi without container: %v", err)
+	}
+	e.kl.appendLog(t, "default", "multi", "b", "from b")
+	if out, err := e.kubectl(t, "", "logs", "multi", "-c", "b"); err != nil || out != "from b\n" {
+		t.Fatalf("kubectl logs -c b = %q, %v", out, err)
+	}
+
+	// A container that has not started yet.
+	e.pod(t, "pending", []string{"c"}, func(string) corev1.ContainerState {
+		return corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+	})
+	if out, err := e.kubectl(t, "", "logs", "pending"); err == nil || !strings.Contains(out, `container "c" in pod "pending" is waiting to start: ContainerCreating`) {
+		t.Fatalf("kubectl logs pending = %q, %v", out, err)
+	}
+	if out, err := e.kubectl(t, "", "logs", "web", "--previous"); err == nil || !strings.Contains(out, `previous terminated container "c" in pod "web" not found`) {
+		t.Fatalf("kubectl logs --previous = %q, %v", out, err)
+	}
+}
+
+func TestPodLogsFollow(t *testing.T) {
+	e := newPodProxyEnv(t)
+	e.pod(t, "web", []string{"c"}, running)
+	e.kl.appendLog(t, "default", "web", "c", "first")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, kubectlBin(t), "--kubeconfig", e.kubeconfig, "logs", "-f", "web")
+	cmd.Env = append(os.Environ(), "KUBECACHEDIR="+t.TempDir())
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill() // by its pid, if it is still there
+	r := bufio.NewReader(stdout)
+	if line, err := r.ReadString('\n'); err != nil || line != "first\n" {
+		t.Fatalf("first line = %q, %v", line, err)
+	}
+	// A line written after kubectl started arrives through the open stream.
+	e.kl.appendLog(t, "default", "web", "c", "second")
+	if line, err := r.ReadString('\n'); err != nil || line != "second\n" {
+		t.Fatalf("followed line = %q, %v", line, err)
+	}
+	// The container exits: the stream, and kubectl, end by themselves.
+	e.kl.done.Store(true)
+	if rest, err := io.ReadAll(r); err != nil || len(rest) != 0 {
+		t.Fatalf("after exit: %q, %v", rest, err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("kubectl logs -f: %v", err)
+	}
+}
+
+func TestPodExecThroughKubelet(t *testing.T) {
+	e := newPodProxyEnv(t)
+	e.pod(t, "web", []string{"c"}, running)
+	if out, err := e.kubectl(t, "", "exec", "web", "--", "echo", "hi"); err != nil || out != "hi\n" {
+		t.Fatalf("kubectl exec echo = %q, %v", out, err)
+	}
+	if out, err := e.kubectl(t, "some input\n", "exec", "-i", "web", "--", "cat"); err != nil || out != "some input\n" {
+		t.Fatalf("kubectl exec -i cat = %q, %v", out, err)
+	}
+	out, err := e.kubectl(t, "", "exec", "web", "--", "sh", "-c", "echo to-stderr >&2; exit 3")
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 3 || !strings.Contains(out, "to-stderr") {
+		t.Fatalf("kubectl exec exit 3 = %q, %v; want exit code 3 and the stderr line", out, err)
+	}
+	e.pod(t, "starting", []string{"c"}, func(string) corev1.ContainerState {
+		return corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+	})
+	if out, err := e.kubectl(t, "", "exec", "starting", "--", "true"); err == nil || !strings.Contains(out, "container not found") {
+		t.Fatalf("kubectl exec into a waiting container = %q, %v", out, err)
+	}
+}
