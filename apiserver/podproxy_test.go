@@ -8,18 +8,23 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"synod/internal/pki"
+	"synod/internal/testimage"
+	"synod/node/kubelet"
 	"synod/node/kubeletserver"
 	"synod/node/runtime"
 )
@@ -67,6 +72,7 @@ func (h *hostKubelet) appendLog(t *testing.T, ns, pod, container string, lines .
 }
 
 type podProxyEnv struct {
+	ca         *pki.CA
 	api        *testAPI
 	kl         *hostKubelet
 	kubeconfig string
@@ -117,7 +123,7 @@ current-context: c
 `, api.http.URL)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &podProxyEnv{api: api, kl: kl, kubeconfig: kc}
+	return &podProxyEnv{ca: ca, api: api, kl: kl, kubeconfig: kc}
 }
 
 // pod creates a pod bound to n1 with the given containers and status.
@@ -143,6 +149,27 @@ func (e *podProxyEnv) pod(t *testing.T, name string, containers []string, state 
 
 func running(string) corev1.ContainerState {
 	return corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}
+}
+
+// needContainers skips (fails in CI) without root, containerd and busybox.
+func needContainers(t *testing.T) {
+	t.Helper()
+	missing := ""
+	if os.Geteuid() != 0 {
+		missing = "root"
+	}
+	for _, bin := range []string{"containerd", "containerd-shim-runc-v2", "runc", testimage.BusyboxPath} {
+		if _, err := exec.LookPath(bin); err != nil && missing == "" {
+			missing = bin + " (apt packages containerd, runc, busybox-static)"
+		}
+	}
+	switch {
+	case missing == "":
+	case os.Getenv("CI") == "true":
+		t.Fatalf("this test needs %s", missing)
+	default:
+		t.Skipf("this test needs %s", missing)
+	}
 }
 
 func kubectlBin(t *testing.T) string {
@@ -267,5 +294,141 @@ func TestPodExecThroughKubelet(t *testing.T) {
 	})
 	if out, err := e.kubectl(t, "", "exec", "starting", "--", "true"); err == nil || !strings.Contains(out, "container not found") {
 		t.Fatalf("kubectl exec into a waiting container = %q, %v", out, err)
+	}
+}
+
+// TestPodLogsExecRealKubelet is the whole path with real parts: kubectl ->
+// this apiserver -> the kubelet server on the node's IP and default port ->
+// a real kubelet running a hostNetwork pod on a private containerd.
+func TestPodLogsExecRealKubelet(t *testing.T) {
+	needContainers(t)
+	bin := kubectlBin(t)
+	e := newPodProxyEnv(t) // its fake kubelet serves node n1 only
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := slog.New(slog.DiscardHandler)
+
+	rtDir, err := os.MkdirTemp("", "pp-rt-") // short: the containerd socket lives here
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(rtDir) })
+	rt, err := runtime.Start(ctx, runtime.Config{StateDir: rtDir, Logger: log})
+	if err != nil {
+		t.Fatalf("start runtime: %v", err)
+	}
+	t.Cleanup(func() {
+		left, _ := rt.ListContainers(context.Background(), nil)
+		for _, s := range left {
+			if err := rt.RemoveContainer(context.Background(), s.ID); err != nil {
+				t.Errorf("remove container: %v", err)
+			}
+		}
+		if err := rt.Close(); err != nil {
+			t.Errorf("close runtime: %v", err)
+		}
+	})
+	img, ref := testimage.Busybox(t, t.TempDir())
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = rt.ImportImage(ctx, f)
+	f.Close()
+	if err != nil {
+		t.Fatalf("import test image: %v", err)
+	}
+
+	// A loopback address of its own, so that the kubelet server can take
+	// the default port 10250 (the Node reports no daemonEndpoints port)
+	// without colliding with another test.
+	nodeIP := fmt.Sprintf("127.%d.%d.%d", 1+os.Getpid()%250, 1+(os.Getpid()/250)%250, 2+int(time.Now().UnixNano()%200))
+	kl, err := kubelet.New(kubelet.Config{Client: e.api.client, NodeName: "real", NodeIP: nodeIP, Runtime: rt,
+		StateDir: t.TempDir(), Logger: log, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	klDone := make(chan error, 1)
+	klCtx, klCancel := context.WithCancel(ctx)
+	go func() { klDone <- kl.Run(klCtx) }()
+	t.Cleanup(func() {
+		klCancel()
+		select {
+		case <-klDone:
+		case <-time.After(30 * time.Second):
+			t.Error("kubelet did not stop")
+		}
+	})
+	if _, err := kubeletserver.Start(ctx, kubeletserver.Config{Addr: net.JoinHostPort(nodeIP, strconv.Itoa(kubeletserver.DefaultPort)),
+		Containers: kl, Runtime: rt, ClientCAs: e.ca.Pool(), Hosts: []string{nodeIP}, Logger: log}); err != nil {
+		t.Fatal(err)
+	}
+
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "real", Namespace: "default"}, Spec: corev1.PodSpec{
+		NodeName: "real", HostNetwork: true, TerminationGracePeriodSeconds: new(int64),
+		Containers: []corev1.Container{{Name: "c", Image: ref, ImagePullPolicy: corev1.PullNever,
+			Command: []string{"sh", "-c", "echo one; echo two; echo three; i=0; while true; do sleep 0.2; i=$((i+1)); echo tick$i; done"}}}}}
+	pods := e.api.client.CoreV1().Pods("default")
+	if _, err := pods.Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = pods.Delete(context.Background(), "real", metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p, err := pods.Get(ctx, "real", metav1.GetOptions{})
+		if err == nil && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].State.Running != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pod not running: %+v, %v", p.Status, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	run := func(stdin string, args ...string) (string, error) {
+		cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
+		defer ccancel()
+		cmd := exec.CommandContext(cctx, bin, append([]string{"--kubeconfig", e.kubeconfig, "--request-timeout=20s"}, args...)...)
+		cmd.Env = append(os.Environ(), "KUBECACHEDIR="+t.TempDir())
+		if stdin != "" {
+			cmd.Stdin = strings.NewReader(stdin)
+		}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run("", "logs", "real"); err != nil || !strings.HasPrefix(out, "one\ntwo\nthree\n") {
+		t.Fatalf("kubectl logs = %q, %v", out, err)
+	}
+	if out, err := run("", "logs", "real", "--tail=1"); err != nil || !strings.HasPrefix(out, "tick") || strings.Count(out, "\n") != 1 {
+		t.Fatalf("kubectl logs --tail=1 = %q, %v", out, err)
+	}
+	// -f: two new ticks arrive through the open stream; then stop reading.
+	cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
+	defer ccancel()
+	follow := exec.CommandContext(cctx, bin, "--kubeconfig", e.kubeconfig, "logs", "-f", "--tail=0", "real")
+	follow.Env = append(os.Environ(), "KUBECACHEDIR="+t.TempDir())
+	stdout, err := follow.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(stdout)
+	for range 2 {
+		if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "tick") {
+			t.Fatalf("kubectl logs -f line = %q, %v", line, err)
+		}
+	}
+	follow.Process.Kill()
+	follow.Wait()
+
+	if out, err := run("", "exec", "real", "--", "echo", "hi"); err != nil || out != "hi\n" {
+		t.Fatalf("kubectl exec echo hi = %q, %v", out, err)
+	}
+	if out, err := run("piped in\n", "exec", "-i", "real", "--", "cat"); err != nil || out != "piped in\n" {
+		t.Fatalf("kubectl exec -i cat = %q, %v", out, err)
 	}
 }
