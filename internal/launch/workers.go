@@ -6,9 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 // Workers live in network namespaces of their own, so their iptables rules,
@@ -121,6 +126,9 @@ func (c *Cluster) stopWorkers() {
 	if len(ws) == 0 && c.opts.Workers == 0 {
 		return
 	}
+	// Let the kubelets stop and remove their containers (which unmounts
+	// their root filesystems) before the workers go.
+	c.drainWorkers(ws)
 	for _, w := range ws {
 		syscall.Kill(w.cmd.Process.Pid, syscall.SIGTERM)
 	}
@@ -142,11 +150,82 @@ func (c *Cluster) stopWorkers() {
 			removeNetns("synod-" + e.Name())
 		}
 		removeNetns(fmt.Sprintf("synodup-w%d", i))
+		unmountUnder(filepath.Join(c.dir, fmt.Sprintf("w%d", i)))
 	}
 	for i := 1; i <= max(len(ws), c.opts.Workers); i++ {
 		exec.Command("ip", "link", "delete", fmt.Sprintf("synup%dh", i)).Run()
 	}
 	exec.Command("ip", "link", "delete", hostBridge).Run()
+}
+
+// drainWorkers deletes the pods bound to the workers and waits (up to 20s)
+// until their kubelets have cleaned them up (the pod state dirs are gone).
+func (c *Cluster) drainWorkers(ws []*worker) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.KubeconfigPath())
+	if err != nil {
+		return
+	}
+	cfg.Timeout = 5 * time.Second
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	zero := int64(0)
+	for _, w := range ws {
+		pods, err := client.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + w.name})
+		if err != nil {
+			continue
+		}
+		for _, p := range pods.Items {
+			client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+		}
+	}
+	for _, w := range ws {
+		for ctx.Err() == nil {
+			entries, err := os.ReadDir(filepath.Join(w.dir, "kubelet", "pods"))
+			if err != nil || len(entries) == 0 {
+				break
+			}
+			select {
+			case <-w.done:
+			case <-time.After(200 * time.Millisecond):
+			}
+			if isClosed(w.done) {
+				break
+			}
+		}
+	}
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// unmountUnder lazily unmounts what is still mounted below dir (container
+// root filesystems of containers that were killed), deepest first.
+func unmountUnder(dir string) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var points []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			points = append(points, f[4])
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(points)))
+	for _, p := range points {
+		syscall.Unmount(p, syscall.MNT_DETACH)
+	}
 }
 
 // removeNetns kills every process in network namespace name and deletes it.

@@ -30,6 +30,13 @@ const podsByNode = "nodelifecycle/nodeName"
 
 // Controller watches node health and evicts pods from tainted nodes.
 type Controller struct {
+	// kick asks for a monitor pass now: a node's conditions or
+	// unschedulable flag changed, and its NoSchedule taints must follow at
+	// once (as Kubernetes' TaintNodesByCondition does on node updates), not
+	// one monitor period later, or the scheduler keeps a node that just
+	// became Ready out for seconds.
+	kick chan struct{}
+
 	client  kubernetes.Interface
 	log     *slog.Logger
 	period  time.Duration
@@ -74,6 +81,7 @@ func New(c *controller.Context) (controller.Runner, error) {
 		client:        c.Client,
 		log:           c.Logger.With("controller", "nodelifecycle"),
 		period:        c.Options.NodeMonitorPeriod,
+		kick:          make(chan struct{}, 1),
 		grace:         c.Options.NodeMonitorGracePeriod,
 		workers:       workers,
 		nodeRecorder:  c.Recorder(nodeComponent),
@@ -107,6 +115,12 @@ func New(c *controller.Context) (controller.Runner, error) {
 		UpdateFunc: func(old, obj any) {
 			o, ok1 := old.(*v1.Node)
 			n, ok2 := obj.(*v1.Node)
+			if ok1 && ok2 && (o.Spec.Unschedulable != n.Spec.Unschedulable || conditionsChanged(o, n)) {
+				select {
+				case nc.kick <- struct{}{}:
+				default:
+				}
+			}
 			if ok1 && ok2 && sameTaints(noExecuteTaints(o), noExecuteTaints(n)) {
 				return
 			}
@@ -153,8 +167,23 @@ func (nc *Controller) Run(ctx context.Context) {
 			wg.Wait()
 			return
 		case <-t.C:
+		case <-nc.kick:
 		}
 	}
+}
+
+// conditionsChanged reports whether any node condition changed status.
+func conditionsChanged(o, n *v1.Node) bool {
+	old := map[v1.NodeConditionType]v1.ConditionStatus{}
+	for _, c := range o.Status.Conditions {
+		old[c.Type] = c.Status
+	}
+	for _, c := range n.Status.Conditions {
+		if old[c.Type] != c.Status {
+			return true
+		}
+	}
+	return len(o.Status.Conditions) != len(n.Status.Conditions)
 }
 
 // podChanged queues a bound pod for an eviction check.
