@@ -35,8 +35,12 @@ vet:
 test: deps vet build
 	SYNOD_BINARY=$(CURDIR)/synod $(GO) test -race=false -count=1 -timeout 20m ./...
 
-up: build
-	./synod up --masters 3 --dir .cluster
+# A worker needs root (network namespaces, containerd); without root, up
+# starts the masters only.
+UP_WORKERS ?= $(shell [ "$$(id -u)" = 0 ] && echo 1 || echo 0)
+
+up: deps build
+	./synod up --masters 3 --workers $(UP_WORKERS) --dir .cluster
 
 # The synod-vs-etcd KV benchmark (about 2 minutes; not part of `make test`).
 bench: deps build

@@ -110,9 +110,40 @@ func (c *Cluster) startWorkers(ctx context.Context) error {
 		c.mu.Lock()
 		c.workers = append(c.workers, w)
 		c.mu.Unlock()
+		c.importTestImage(ctx, w)
 		c.log.Info("worker started", "name", w.name, "pid", w.cmd.Process.Pid, "netns", w.netns, "ip", w.ip, "log", w.logFile)
 	}
 	return nil
+}
+
+// TestImage is the image every worker of `synod up` has without a registry:
+// busybox built from Debian's busybox-static (`synod image busybox`).
+const TestImage = "docker.io/library/busybox:synod-test"
+
+// importTestImage imports TestImage into the worker's containerd once its
+// socket answers (at most 30s); a failure is only logged, since a cluster
+// without it still works with images imported by hand.
+func (c *Cluster) importTestImage(ctx context.Context, w *worker) {
+	tarball := filepath.Join(c.dir, "busybox-image.tar")
+	if _, err := os.Stat(tarball); err != nil {
+		if out, err := exec.CommandContext(ctx, c.opts.Binary, "image", "busybox", tarball).CombinedOutput(); err != nil {
+			c.log.Warn("no test image for the workers", "err", err, "out", strings.TrimSpace(string(out)))
+			return
+		}
+	}
+	sock := filepath.Join(w.dir, "cri", "containerd", "containerd.sock")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := exec.CommandContext(ctx, c.opts.Binary, "image", "import", "--containerd-socket", sock, tarball).CombinedOutput()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) || isClosed(w.done) {
+			c.log.Warn("could not import the test image", "worker", w.name, "err", err, "out", strings.TrimSpace(string(out)))
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // stopWorkers stops every worker (SIGTERM, then SIGKILL), kills what still
