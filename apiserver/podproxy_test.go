@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/remotecommand"
 
 	"synod/internal/pki"
 	"synod/internal/testimage"
@@ -431,4 +434,38 @@ func TestPodLogsExecRealKubelet(t *testing.T) {
 	if out, err := run("piped in\n", "exec", "-i", "real", "--", "cat"); err != nil || out != "piped in\n" {
 		t.Fatalf("kubectl exec -i cat = %q, %v", out, err)
 	}
+
+	// -it as kubectl does it, with a terminal size (kubectl itself
+	// refuses a TTY when its stdin is not a terminal).
+	q := url.Values{"command": {"sh", "-c", `tty; for i in $(seq 100); do [ "$(stty size)" = "30 100" ] && echo sized && exit 0; sleep 0.05; done; echo unsized`},
+		"stdin": {"true"}, "stdout": {"true"}, "tty": {"true"}}
+	ex, err := remotecommand.NewWebSocketExecutor(e.api.config, http.MethodGet, e.api.http.URL+"/api/v1/namespaces/default/pods/real/exec?"+q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	sizes := &fixedSize{size: remotecommand.TerminalSize{Height: 30, Width: 100}}
+	ectx, ecancel := context.WithTimeout(ctx, 30*time.Second)
+	defer ecancel()
+	// A terminal's input stays open (an EOF on a TTY is a hangup).
+	stdin, keepOpen := io.Pipe()
+	defer keepOpen.Close()
+	err = ex.StreamWithContext(ectx, remotecommand.StreamOptions{Stdin: stdin, Stdout: &out, Tty: true, TerminalSizeQueue: sizes})
+	if err != nil || !strings.Contains(out.String(), "/dev/pts/") || !strings.Contains(out.String(), "sized") || strings.Contains(out.String(), "unsized") {
+		t.Fatalf("exec -it = %q, %v; want a pts and the terminal size 30x100", out.String(), err)
+	}
+}
+
+// fixedSize reports one terminal size, then no more (as a terminal that is
+// never resized).
+type fixedSize struct {
+	size remotecommand.TerminalSize
+	sent atomic.Bool
+}
+
+func (f *fixedSize) Next() *remotecommand.TerminalSize {
+	if f.sent.Swap(true) {
+		return nil
+	}
+	return &f.size
 }
