@@ -101,18 +101,8 @@ func TestUpWithWorkers(t *testing.T) {
 		return strings.Count(string(out), " alive") == 5, string(out)
 	})
 
-	// The test image, built from busybox-static, imported on each worker.
-	img := filepath.Join(dir, "busybox.tar")
-	if out, err := exec.Command(synodBinary, "image", "busybox", img).CombinedOutput(); err != nil {
-		t.Fatalf("synod image busybox: %v %s", err, out)
-	}
-	for _, w := range []string{"w1", "w2"} {
-		sock := filepath.Join(cl, w, "cri", "containerd", "containerd.sock")
-		if out, err := exec.Command(synodBinary, "image", "import", "--containerd-socket", sock, img).CombinedOutput(); err != nil {
-			t.Fatalf("import on %s: %v %s", w, err, out)
-		}
-	}
-	if out, err := kubectl("create", "deployment", "web", "--image=docker.io/library/busybox:synod-test", "--replicas=4", "--",
+	// synod up imported the busybox test image into every worker.
+	if out, err := kubectl("create", "deployment", "web", "--image=busybox:synod-test", "--replicas=4", "--",
 		"sh", "-c", "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 8080 -h /www"); err != nil {
 		t.Fatalf("create deployment: %v %s", err, out)
 	}
