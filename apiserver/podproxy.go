@@ -17,6 +17,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
+// kubeletContainerIDParam names the exact container for the kubelet
+// (synod/node/kubeletserver.ContainerIDParam; apiserver does not import
+// node packages): the one the pod status names, as Kubernetes' kubelet
+// resolves it from its own status.
+const kubeletContainerIDParam = "containerID"
+
 // defaultKubeletPort is used when a Node does not report
 // status.daemonEndpoints.kubeletEndpoint.port.
 const defaultKubeletPort = 10250
@@ -120,12 +126,13 @@ func containerStatus(pod *corev1.Pod, name string) (corev1.ContainerStatus, bool
 	return corev1.ContainerStatus{}, false
 }
 
-// logStatusError is the kubelet's validateContainerLogStatus, answered from
-// the pod status: the reasons a container has no log to show yet.
-func logStatusError(pod *corev1.Pod, container string, previous bool) error {
+// logContainerID is the kubelet's validateContainerLogStatus, answered from
+// the pod status: the container whose log to show ("containerd://ID"), or
+// Kubernetes' reason why there is none yet.
+func logContainerID(pod *corev1.Pod, container string, previous bool) (string, error) {
 	cs, ok := containerStatus(pod, container)
-	bad := func(format string, args ...any) error {
-		return apierrors.NewBadRequest(fmt.Sprintf(format, args...))
+	bad := func(format string, args ...any) (string, error) {
+		return "", apierrors.NewBadRequest(fmt.Sprintf(format, args...))
 	}
 	if !ok {
 		if pod.Status.Phase == corev1.PodPending || pod.Status.Phase == "" {
@@ -139,7 +146,22 @@ func logStatusError(pod *corev1.Pod, container string, previous bool) error {
 		if last == nil || last.ContainerID == "" {
 			return bad("previous terminated container %q in pod %q not found", container, pod.Name)
 		}
-	case cs.State.Running != nil, cs.State.Terminated != nil, last != nil:
+		return last.ContainerID, nil
+	case cs.State.Running != nil:
+		return cs.ContainerID, nil
+	case cs.State.Terminated != nil:
+		if id := cs.State.Terminated.ContainerID; id != "" {
+			return id, nil
+		}
+		if last != nil && last.ContainerID != "" {
+			return last.ContainerID, nil
+		}
+		return bad("container %q in pod %q is terminated", container, pod.Name)
+	case last != nil:
+		if last.ContainerID == "" {
+			return bad("container %q in pod %q is terminated", container, pod.Name)
+		}
+		return last.ContainerID, nil
 	case cs.State.Waiting != nil:
 		switch reason := cs.State.Waiting.Reason; reason {
 		case "ErrImagePull":
@@ -152,7 +174,6 @@ func logStatusError(pod *corev1.Pod, container string, previous bool) error {
 	default:
 		return bad("container %q in pod %q is waiting to start - no logs yet", container, pod.Name)
 	}
-	return nil
 }
 
 // kubeletURL is https://NODE:PORT/{handler}/{ns}/{pod}/{container}.
@@ -243,8 +264,12 @@ func (s *Server) servePodLog(w http.ResponseWriter, r *http.Request, req *reques
 		}
 		out.Set("sinceTime", v)
 	}
-	if err := logStatusError(pod, container, out.Get("previous") == "true"); err != nil {
+	id, err := logContainerID(pod, container, out.Get("previous") == "true")
+	if err != nil {
 		return err
+	}
+	if id != "" {
+		out.Set(kubeletContainerIDParam, id)
 	}
 	u, err := s.kubeletURL(ctx, pod, "containerLogs", container)
 	if err != nil {
@@ -318,7 +343,8 @@ func (s *Server) servePodExec(w http.ResponseWriter, r *http.Request, req *reque
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		return apierrors.NewBadRequest(fmt.Sprintf("cannot exec into a container in a completed pod; current phase is %s", pod.Status.Phase))
 	}
-	if cs, ok := containerStatus(pod, container); !ok || cs.State.Running == nil {
+	cs, ok := containerStatus(pod, container)
+	if !ok || cs.State.Running == nil {
 		return apierrors.NewBadRequest(fmt.Sprintf("unable to upgrade connection: container not found (%q)", container))
 	}
 	u, err := s.kubeletURL(ctx, pod, "exec", container)
@@ -326,6 +352,10 @@ func (s *Server) servePodExec(w http.ResponseWriter, r *http.Request, req *reque
 		return err
 	}
 	q.Del("container")
+	q.Del(kubeletContainerIDParam)
+	if cs.ContainerID != "" {
+		q.Set(kubeletContainerIDParam, cs.ContainerID)
+	}
 	u.RawQuery = q.Encode()
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {

@@ -49,6 +49,10 @@ func (h *hostKubelet) FindContainer(_ context.Context, ns, pod, container string
 		LogPath: filepath.Join(h.dir, ns+"_"+pod+"_"+container+".log")}, nil
 }
 
+func (h *hostKubelet) ContainerStatus(context.Context, string) (runtime.State, error) {
+	return runtime.State{}, fmt.Errorf("no container IDs here: %w", kubeletserver.ErrNotFound)
+}
+
 func (h *hostKubelet) ExecStream(ctx context.Context, _ string, o runtime.ExecOptions) (int, error) {
 	cmd := exec.CommandContext(ctx, o.Cmd[0], o.Cmd[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
@@ -347,7 +351,7 @@ func TestPodLogsExecRealKubelet(t *testing.T) {
 	// without colliding with another test.
 	nodeIP := fmt.Sprintf("127.%d.%d.%d", 1+os.Getpid()%250, 1+(os.Getpid()/250)%250, 2+int(time.Now().UnixNano()%200))
 	kl, err := kubelet.New(kubelet.Config{Client: e.api.client, NodeName: "real", NodeIP: nodeIP, Runtime: rt,
-		StateDir: t.TempDir(), Logger: log, Registerer: prometheus.NewRegistry()})
+		StateDir: t.TempDir(), Logger: log, Registerer: prometheus.NewRegistry(), BackoffBase: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,6 +438,32 @@ func TestPodLogsExecRealKubelet(t *testing.T) {
 	}
 	if out, err := run("piped in\n", "exec", "-i", "real", "--", "cat"); err != nil || out != "piped in\n" {
 		t.Fatalf("kubectl exec -i cat = %q, %v", out, err)
+	}
+
+	// --previous: a container that exits and is restarted.
+	crash := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "crash", Namespace: "default"}, Spec: corev1.PodSpec{
+		NodeName: "real", HostNetwork: true, TerminationGracePeriodSeconds: new(int64),
+		Containers: []corev1.Container{{Name: "c", Image: ref, ImagePullPolicy: corev1.PullNever,
+			Command: []string{"sh", "-c", "echo attempt; exit 1"}}}}}
+	if _, err := pods.Create(ctx, crash, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = pods.Delete(context.Background(), "crash", metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
+	})
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		p, err := pods.Get(ctx, "crash", metav1.GetOptions{})
+		if err == nil && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].LastTerminationState.Terminated != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pod never restarted: %+v, %v", p.Status, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out, err := run("", "logs", "crash", "--previous"); err != nil || out != "attempt\n" {
+		t.Fatalf("kubectl logs --previous = %q, %v", out, err)
 	}
 
 	// -it as kubectl does it, with a terminal size (kubectl itself

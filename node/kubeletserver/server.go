@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containerd/containerd/errdefs"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"synod/node/runtime"
@@ -47,6 +48,7 @@ type ContainerFinder interface {
 // Runtime is what the server needs from the container runtime;
 // *synod/node/runtime.Runtime satisfies it.
 type Runtime interface {
+	ContainerStatus(ctx context.Context, id string) (runtime.State, error)
 	ExecStream(ctx context.Context, id string, o runtime.ExecOptions) (int, error)
 	// LogDone reports that the container's log is complete (ends -f).
 	LogDone(ctx context.Context, id string) bool
@@ -197,11 +199,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// ContainerIDParam is a synod extension to the kubelet API: the apiserver
+// names the exact container ("containerd://ID") it read from the pod
+// status, so that --previous during a crash-loop backoff shows the attempt
+// the status calls lastState, as Kubernetes' kubelet does. Without it the
+// server asks Config.Containers.
+const ContainerIDParam = "containerID"
+
 // find looks the container up and writes an error if it is not there.
 func (s *Server) find(w http.ResponseWriter, r *http.Request, ns, pod, container string, previous bool) (runtime.State, bool) {
-	st, err := s.cfg.Containers.FindContainer(r.Context(), ns, pod, container, previous)
+	var (
+		st  runtime.State
+		err error
+	)
+	if id := strings.TrimPrefix(r.URL.Query().Get(ContainerIDParam), "containerd://"); id != "" {
+		st, err = s.cfg.Runtime.ContainerStatus(r.Context(), id)
+		if err == nil && st.Labels[runtime.LabelContainerName] != container {
+			err = fmt.Errorf("container %s is not %q of pod %s/%s: %w", id, container, ns, pod, ErrNotFound)
+		}
+	} else {
+		st, err = s.cfg.Containers.FindContainer(r.Context(), ns, pod, container, previous)
+	}
 	switch {
-	case errors.Is(err, ErrNotFound) || errors.Is(err, os.ErrNotExist):
+	case errors.Is(err, ErrNotFound) || errors.Is(err, os.ErrNotExist) || errdefs.IsNotFound(err):
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return st, false
 	case err != nil:

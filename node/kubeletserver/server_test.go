@@ -209,7 +209,7 @@ func (e *env) exec(pod, container string, cmd []string, stdin io.Reader, tty boo
 func TestLogsAndExec(t *testing.T) {
 	e := newEnv(t)
 	// stdout and stderr are separate pipes: the pause keeps their order.
-	e.run("pod1", "c", "for i in 1 2 3; do echo line$i; done; sleep 0.3; echo oops >&2; sleep 1000")
+	c := e.run("pod1", "c", "for i in 1 2 3; do echo line$i; done; sleep 0.3; echo oops >&2; sleep 1000")
 	base := "/containerLogs/default/pod1/c"
 
 	t.Run("logs", func(t *testing.T) {
@@ -225,6 +225,17 @@ func TestLogsAndExec(t *testing.T) {
 		}
 		if _, body := e.get(base + "?timestamps=true&tailLines=1"); !strings.HasSuffix(body, " oops\n") || !strings.Contains(body, "T") {
 			t.Fatalf("timestamps = %q", body)
+		}
+		// The apiserver may name the exact container it read from the pod
+		// status; it must be the named container.
+		if code, body := e.get(base + "?tailLines=1&containerID=containerd://" + c.ID); code != http.StatusOK || body != "oops\n" {
+			t.Fatalf("by container ID = %d %q", code, body)
+		}
+		if code, body := e.get("/containerLogs/default/pod1/other?containerID=containerd://" + c.ID); code != http.StatusNotFound {
+			t.Fatalf("container ID of another container = %d %q, want 404", code, body)
+		}
+		if code, body := e.get(base + "?containerID=containerd://" + runtime.NewContainerID()); code != http.StatusNotFound {
+			t.Fatalf("unknown container ID = %d %q, want 404", code, body)
 		}
 		if code, body := e.get("/containerLogs/default/pod1/nope"); code != http.StatusNotFound {
 			t.Fatalf("unknown container = %d %q, want 404", code, body)
