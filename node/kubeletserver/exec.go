@@ -110,11 +110,18 @@ func (s *Server) serveExec(w http.ResponseWriter, r *http.Request, ns, pod, cont
 	}
 	defer conn.Close()
 
-	ctx := r.Context()
+	// The process is killed when the client goes away (kubectl killed, a
+	// dropped connection), not left running with nobody to read it.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
 	resize := make(chan runtime.TermSize, 1)
 	// The resize channel is read even without a TTY: an unread channel
-	// would stall the connection's reader, and with it stdin.
-	go decodeResizes(ctx, streams[resizeChannel], resize)
+	// would stall the connection's reader, and with it stdin. Clients
+	// never close it, so its end is the connection's end.
+	go func() {
+		decodeResizes(ctx, streams[resizeChannel], resize)
+		cancel()
+	}()
 	opts := runtime.ExecOptions{Cmd: o.cmd, TTY: o.tty, Resize: resize}
 	if o.stdin {
 		opts.Stdin = streams[stdinChannel]
@@ -144,7 +151,7 @@ func (s *Server) serveExec(w http.ResponseWriter, r *http.Request, ns, pod, cont
 }
 
 // decodeResizes reads the client's JSON {"Width":..,"Height":..} frames
-// until the connection closes. It never closes out: the runtime selects on
+// until the connection closes (or a frame is not JSON). It never closes out: the runtime selects on
 // it, and a closed channel would read as endless zero sizes.
 func decodeResizes(ctx context.Context, r io.Reader, out chan<- runtime.TermSize) {
 	d := json.NewDecoder(r)

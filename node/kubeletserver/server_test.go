@@ -291,6 +291,45 @@ func TestLogsAndExec(t *testing.T) {
 		}
 	})
 
+	t.Run("exec client gone", func(t *testing.T) {
+		q := url.Values{"command": {"sleep", "777"}, "stdout": {"true"}}
+		ex, err := remotecommand.NewWebSocketExecutor(e.rest, http.MethodGet, fmt.Sprintf("https://%s/exec/default/pod1/c?%s", e.srv.Addr(), q.Encode()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		seen := make(chan bool, 1)
+		go func() {
+			// ps must see the process while its client is there, or the
+			// check after the client left proves nothing.
+			for ctx.Err() == nil {
+				if out, _, _ := e.exec("pod1", "c", []string{"ps"}, nil, false); strings.Contains(out, "sleep 777") {
+					seen <- true
+					return
+				}
+			}
+			seen <- false
+		}()
+		if err := ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: io.Discard}); err == nil {
+			t.Fatal("sleep 777 ended before the client left")
+		}
+		if !<-seen {
+			t.Fatal("ps did not show sleep 777 while its client was connected")
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			out, _, err := e.exec("pod1", "c", []string{"ps"}, nil, false)
+			if err == nil && !strings.Contains(out, "sleep 777") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("exec process outlived its client: %q, %v", out, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+
 	t.Run("auth", func(t *testing.T) {
 		// A cluster user that is neither the apiserver nor an admin.
 		c, _ := e.clientAs("alice", []string{"dev"})
