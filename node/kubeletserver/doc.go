@@ -8,6 +8,12 @@
 // not served: kubectl 1.30+ tries WebSocket first and only falls back to
 // SPDY when the upgrade is refused, which this server never does.
 //
+// One extension to the kubelet API: the apiserver may add
+// containerID=containerd://ID (ContainerIDParam), the container it read
+// from the pod status, which is how Kubernetes' kubelet resolves --previous;
+// without it the server asks its ContainerFinder. An exec ends when its
+// client goes away.
+//
 // Authentication: every request must present a TLS client certificate that
 // chains to the cluster CA (Config.ClientCAs) and names the apiserver
 // (CN kube-apiserver-kubelet-client) or an admin (O system:masters). The
