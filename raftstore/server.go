@@ -30,6 +30,8 @@ type Server struct {
 	id        uint64 // this member's etcd-style ID, derived from its peer URL
 	clusterID uint64
 
+	netCloseOnce sync.Once // closeNetwork
+
 	fsm   *fsm
 	raft  *raft.Raft
 	logs  *raftboltdb.BoltStore
@@ -264,19 +266,31 @@ func (s *Server) close() error {
 	s.wg.Wait()
 	var errs []error
 	if s.raft != nil {
-		if err := s.raft.Shutdown().Error(); err != nil {
-			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+		shut := make(chan error, 1)
+		go func() { shut <- s.raft.Shutdown().Error() }()
+		select {
+		case err := <-shut:
+			if err != nil {
+				errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+			}
+		case <-time.After(raftShutdownWait):
+			// hashicorp/raft waits for its replication goroutines, and one
+			// blocked in a pipelined AppendEntries on a peer that stopped
+			// answering never returns on its own (seen under heavy load in
+			// tests). Closing the network unblocks it; then wait once more.
+			s.log.Warn("raft shutdown stuck; closing the peer network first", "waited", raftShutdownWait)
+			s.closeNetwork()
+			select {
+			case err := <-shut:
+				if err != nil {
+					errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+				}
+			case <-time.After(raftShutdownWait):
+				errs = append(errs, errors.New("raft shutdown: did not finish; closing anyway"))
+			}
 		}
 	}
-	if s.peers != nil {
-		s.peers.close()
-	}
-	if s.trans != nil {
-		s.trans.Close()
-	}
-	if s.mux != nil {
-		s.mux.close()
-	}
+	s.closeNetwork()
 	if s.logs != nil {
 		if err := s.logs.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close raft log: %w", err))
@@ -284,6 +298,25 @@ func (s *Server) close() error {
 	}
 	s.log.Info("member stopped")
 	return errors.Join(errs...)
+}
+
+// raftShutdownWait bounds each wait for hashicorp/raft's shutdown.
+const raftShutdownWait = 10 * time.Second
+
+// closeNetwork closes the peer clients, the raft transport and the peer
+// listener mux (idempotent).
+func (s *Server) closeNetwork() {
+	s.netCloseOnce.Do(func() {
+		if s.peers != nil {
+			s.peers.close()
+		}
+		if s.trans != nil {
+			s.trans.Close()
+		}
+		if s.mux != nil {
+			s.mux.close()
+		}
+	})
 }
 
 // stopGRPC drains in-flight calls, but not forever: watch streams never end
