@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -22,9 +23,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
 
+	"synod/apiserver/auth"
 	"synod/internal/pki"
 	"synod/internal/testimage"
 	"synod/node/kubelet"
@@ -499,4 +504,76 @@ func (f *fixedSize) Next() *remotecommand.TerminalSize {
 		return nil
 	}
 	return &f.size
+}
+
+// TestPodLogExecAuthorization: pods/log is "get pods/log" and pods/exec is
+// "create pods/exec" (also over a WebSocket GET), checked before the
+// request reaches any kubelet.
+func TestPodLogExecAuthorization(t *testing.T) {
+	e := newPodProxyEnv(t)
+	e.pod(t, "web", []string{"c"}, running)
+	e.kl.appendLog(t, "default", "web", "c", "secret line")
+	tokens := filepath.Join(t.TempDir(), "tokens.csv")
+	if err := os.WriteFile(tokens, []byte("admintoken,admin,1,system:masters\nreadertoken,reader,2\nlisttoken,lister,3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ta, err := auth.NewTokenFile(tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.api.srv.SetAuth(e.api.srv.NewAuth(ta))
+	admin := rest.CopyConfig(e.api.config)
+	admin.BearerToken = "admintoken"
+	ac := kubernetes.NewForConfigOrDie(admin)
+	ctx := context.Background()
+	for user, rules := range map[string][]rbacv1.PolicyRule{
+		"reader": {{APIGroups: []string{""}, Resources: []string{"pods", "pods/log"}, Verbs: []string{"get"}}},
+		"lister": {{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list"}}},
+	} {
+		if _, err := ac.RbacV1().Roles("default").Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: user}, Rules: rules}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ac.RbacV1().RoleBindings("default").Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: user},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: user},
+			Subjects: []rbacv1.Subject{{Kind: "User", Name: user}}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// kubectl sends bearer tokens over TLS only.
+	tlsAPI := httptest.NewTLSServer(e.api.srv)
+	t.Cleanup(tlsAPI.Close)
+	kubectlAs := func(token string, args ...string) (string, error) {
+		kc := filepath.Join(t.TempDir(), "kubeconfig")
+		if err := os.WriteFile(kc, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: %q, insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: %q}}]
+contexts: [{name: c, context: {cluster: c, user: u, namespace: default}}]
+current-context: c
+`, tlsAPI.URL, token)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return (&podProxyEnv{kubeconfig: kc}).kubectl(t, "", args...)
+	}
+	// Role bindings reach the authorizer's cache within a second.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := kubectlAs("readertoken", "logs", "web")
+		if err == nil && out == "secret line\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reader: kubectl logs = %q, %v", out, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if out, err := kubectlAs("listtoken", "logs", "web"); err == nil || !strings.Contains(out, `cannot get resource "pods/log"`) {
+		t.Fatalf("lister: kubectl logs = %q, %v; want forbidden", out, err)
+	}
+	if out, err := kubectlAs("readertoken", "exec", "web", "--", "echo", "hi"); err == nil || !strings.Contains(out, `cannot create resource "pods/exec"`) {
+		t.Fatalf("reader: kubectl exec = %q, %v; want forbidden", out, err)
+	}
+	if out, err := kubectlAs("admintoken", "exec", "web", "--", "echo", "hi"); err != nil || out != "hi\n" {
+		t.Fatalf("admin: kubectl exec = %q, %v", out, err)
+	}
 }
