@@ -399,6 +399,19 @@ func TestPodLogsExecRealKubelet(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
+	// Without a container ID from the apiserver the kubelet server asks
+	// the kubelet, which finds the container by its runtime labels.
+	p, _ := pods.Get(ctx, "real", metav1.GetOptions{})
+	if st, err := kl.FindContainer(ctx, "default", "real", "c", false); err != nil || "containerd://"+st.ID != p.Status.ContainerStatuses[0].ContainerID {
+		t.Fatalf("FindContainer = %s, %v; want the status's %s", st.ID, err, p.Status.ContainerStatuses[0].ContainerID)
+	}
+	if _, err := kl.FindContainer(ctx, "default", "real", "c", true); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("FindContainer previous of a first attempt: %v, want not found", err)
+	}
+	if _, err := kl.FindContainer(ctx, "default", "real", "nope", false); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("FindContainer of an unknown container: %v, want not found", err)
+	}
+
 	run := func(stdin string, args ...string) (string, error) {
 		cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
 		defer ccancel()
