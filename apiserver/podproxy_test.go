@@ -552,8 +552,11 @@ func TestPodLogExecAuthorization(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// kubectl sends bearer tokens over TLS only.
-	tlsAPI := httptest.NewTLSServer(e.api.srv)
+	// kubectl sends bearer tokens over TLS only. HTTP/2 is on, as on a
+	// master: logs stream over it, exec upgrades over HTTP/1.1.
+	tlsAPI := httptest.NewUnstartedServer(e.api.srv)
+	tlsAPI.EnableHTTP2 = true
+	tlsAPI.StartTLS()
 	t.Cleanup(tlsAPI.Close)
 	kubectlAs := func(token string, args ...string) (string, error) {
 		kc := filepath.Join(t.TempDir(), "kubeconfig")
