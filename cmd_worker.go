@@ -24,6 +24,7 @@ import (
 	"synod/node/apilb"
 	"synod/node/gossip"
 	"synod/node/kubelet"
+	"synod/node/kubeletserver"
 	"synod/node/network"
 	"synod/node/proxy"
 	"synod/node/runtime"
@@ -49,6 +50,7 @@ func workerCommand() *cli.Command {
 			&cli.StringFlag{Name: "node-labels", Usage: "labels to add to the Node, k=v,..."},
 			&cli.StringFlag{Name: "register-with-taints", Usage: "taints for a new Node, k=v:Effect,..."},
 			&cli.IntFlag{Name: "max-pods", Value: 110, Usage: "pods capacity"},
+			&cli.IntFlag{Name: "kubelet-port", Value: kubeletserver.DefaultPort, Usage: "kubelet HTTPS port (kubectl logs/exec through the apiserver)"},
 			&cli.StringFlag{Name: "containerd-socket", Usage: "containerd socket (default: start a private containerd under --data-dir)"},
 			&cli.StringFlag{Name: "cluster-cidr", Value: "10.244.0.0/16", Usage: "the cluster's pod CIDR (the masters' --cluster-cidr)"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve /metrics here (e.g. 127.0.0.1:10249; default off)"},
@@ -153,9 +155,21 @@ func runWorker(c *cli.Context) error {
 			}
 			return n, n.EnsureHost(ctx)
 		},
-		StateDir: filepath.Join(dataDir, "kubelet"), Labels: labels, Taints: taints, MaxPods: c.Int("max-pods"),
+		StateDir: filepath.Join(dataDir, "kubelet"), Labels: labels, Taints: taints, MaxPods: c.Int("max-pods"), KubeletPort: c.Int("kubelet-port"),
 		Logger: log.With("component", "kubelet"), Registerer: reg})
 	if err != nil {
+		return runtimeError(c, err)
+	}
+	// The kubelet server: kubectl logs and exec arrive here from an
+	// apiserver that proves itself with a cluster-CA client certificate.
+	cas, err := kubeletserver.ClientCAsFromREST(restCfg)
+	if err != nil {
+		return runtimeError(c, err)
+	}
+	if _, err := kubeletserver.Start(ctx, kubeletserver.Config{
+		Addr:       net.JoinHostPort(nodeIP, strconv.Itoa(c.Int("kubelet-port"))),
+		Containers: kl, Runtime: rt, ClientCAs: cas, Hosts: []string{nodeIP, name},
+		Logger: log.With("component", "kubelet-server"), Registerer: reg}); err != nil {
 		return runtimeError(c, err)
 	}
 	px, err := proxy.New(proxy.Config{Client: client, NodeName: name, NodeIPs: []net.IP{net.ParseIP(nodeIP)}, ClusterCIDR: clusterCIDR,

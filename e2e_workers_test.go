@@ -16,8 +16,8 @@ import (
 // TestUpWithWorkers runs what the README's first command runs with workers:
 // `synod up --masters 3 --workers 2`. Both workers register Ready with a
 // podCIDR, gossip shows 5 alive members, a deployment's pods run on
-// containerd on both workers, and a ClusterIP service reaches pods on both
-// from inside a worker's namespace. Ctrl-C removes every namespace, link and
+// containerd on both workers, and a NodePort service reaches pods on both
+// through its ClusterIP and through each worker's node port. Ctrl-C removes every namespace, link and
 // process it made.
 func TestUpWithWorkers(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -106,7 +106,7 @@ func TestUpWithWorkers(t *testing.T) {
 		"sh", "-c", "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 8080 -h /www"); err != nil {
 		t.Fatalf("create deployment: %v %s", err, out)
 	}
-	if out, err := kubectl("expose", "deployment", "web", "--port=80", "--target-port=8080"); err != nil {
+	if out, err := kubectl("expose", "deployment", "web", "--port=80", "--target-port=8080", "--type=NodePort"); err != nil {
 		t.Fatalf("expose: %v %s", err, out)
 	}
 	poll("4 web pods Running on both workers", 60*time.Second, func() (bool, string) {
@@ -133,6 +133,36 @@ func TestUpWithWorkers(t *testing.T) {
 		}
 		return seen["w1"] && seen["w2"], fmt.Sprintf("%v %s", seen, out)
 	})
+
+	// NodePort: on each worker's address, from the other worker's namespace.
+	nodePort, err := kubectl("get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}")
+	if err != nil || nodePort == "" {
+		t.Fatalf("nodePort: %v %s", err, nodePort)
+	}
+	for _, tc := range []struct{ from, to string }{{"synodup-w1", "10.99.0.12"}, {"synodup-w2", "10.99.0.11"}} {
+		poll("NodePort "+tc.to+":"+nodePort+" from "+tc.from, 20*time.Second, func() (bool, string) {
+			out, err := exec.Command("ip", "netns", "exec", tc.from, "curl", "-s", "-m", "2", fmt.Sprintf("http://%s:%s/", tc.to, nodePort)).CombinedOutput()
+			_, known := nodeOf[strings.TrimSpace(string(out))]
+			return err == nil && known, string(out)
+		})
+	}
+
+	// kubectl logs and exec, through the apiserver to the kubelets.
+	if out, err := kubectl("run", "talker", "--image=busybox:synod-test", "--restart=Never", "--",
+		"sh", "-c", "echo hello-from-logs; exec sleep 3600"); err != nil {
+		t.Fatalf("run talker: %v %s", err, out)
+	}
+	poll("kubectl logs talker", 30*time.Second, func() (bool, string) {
+		out, err := kubectl("logs", "talker")
+		return err == nil && strings.Contains(out, "hello-from-logs"), out
+	})
+	for name := range nodeOf {
+		out, err := kubectl("exec", name, "--", "ls", "/")
+		if err != nil || !strings.Contains(out, "www") {
+			t.Errorf("kubectl exec %s -- ls /: %v %s", name, err, out)
+		}
+		break
+	}
 
 	stopUp()
 	if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), "synodup-w") {

@@ -118,9 +118,13 @@ func startAPI(ctx context.Context, cfg raftstore.Config, api *apiOptions, log *s
 		return fail(err)
 	}
 	api.registry = srv.Registry()
-	serving, clientCAs, err := apiCertificates(cfg, *api, log)
+	serving, clientCAs, kubeletClient, err := apiCertificates(cfg, *api, log)
 	if err != nil {
 		return fail(err)
+	}
+	if kubeletClient != nil {
+		// pods/log and pods/exec go to the kubelets with this certificate.
+		srv.SetKubeletClient(&tls.Config{Certificates: []tls.Certificate{*kubeletClient}, MinVersion: tls.VersionTLS12})
 	}
 	lb, err := newLoopback(api.securePort, api.bindAddress)
 	if err != nil {
@@ -197,7 +201,11 @@ func storeClientTLS(server *tls.Config) *tls.Config {
 // apiCertificates loads --tls-cert-file/--tls-private-key-file and
 // --client-ca-file, or, when they are not given, makes them from the CA in
 // --pki-dir (created if missing) and writes an admin kubeconfig there.
-func apiCertificates(cfg raftstore.Config, api apiOptions, log *slog.Logger) (tls.Certificate, *x509.CertPool, error) {
+//
+// With the CA at hand it also issues the certificate the apiserver presents
+// to kubelets (kubectl logs/exec); with operator-given files it cannot, and
+// returns nil for it.
+func apiCertificates(cfg raftstore.Config, api apiOptions, log *slog.Logger) (tls.Certificate, *x509.CertPool, *tls.Certificate, error) {
 	var ca *pki.CA
 	if api.tlsCert == "" || api.clientCA == "" {
 		dir := api.pkiDir
@@ -206,7 +214,7 @@ func apiCertificates(cfg raftstore.Config, api apiOptions, log *slog.Logger) (tl
 		}
 		var err error
 		if ca, err = pki.EnsureCA(dir); err != nil {
-			return tls.Certificate{}, nil, fmt.Errorf("--pki-dir: %w", err)
+			return tls.Certificate{}, nil, nil, fmt.Errorf("--pki-dir: %w", err)
 		}
 		api.pkiDir = dir
 	}
@@ -225,17 +233,17 @@ func apiCertificates(cfg raftstore.Config, api apiOptions, log *slog.Logger) (tl
 		}
 	}
 	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("apiserver serving certificate: %w", err)
+		return tls.Certificate{}, nil, nil, fmt.Errorf("apiserver serving certificate: %w", err)
 	}
 	var pool *x509.CertPool
 	if api.clientCA != "" {
 		data, err := os.ReadFile(api.clientCA)
 		if err != nil {
-			return tls.Certificate{}, nil, fmt.Errorf("--client-ca-file: %w", err)
+			return tls.Certificate{}, nil, nil, fmt.Errorf("--client-ca-file: %w", err)
 		}
 		pool = x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(data) {
-			return tls.Certificate{}, nil, fmt.Errorf("--client-ca-file %s holds no PEM certificate", api.clientCA)
+			return tls.Certificate{}, nil, nil, fmt.Errorf("--client-ca-file %s holds no PEM certificate", api.clientCA)
 		}
 	} else {
 		pool = ca.Pool()
@@ -258,5 +266,18 @@ func apiCertificates(cfg raftstore.Config, api apiOptions, log *slog.Logger) (tl
 			}
 		}
 	}
-	return serving, pool, nil
+	var kubeletClient *tls.Certificate
+	if ca != nil {
+		certPEM, keyPEM, err := ca.IssueClient("kube-apiserver-kubelet-client", nil, pki.DefaultValidity)
+		if err == nil {
+			var kc tls.Certificate
+			if kc, err = tls.X509KeyPair(certPEM, keyPEM); err == nil {
+				kubeletClient = &kc
+			}
+		}
+		if err != nil {
+			return tls.Certificate{}, nil, nil, fmt.Errorf("kubelet client certificate: %w", err)
+		}
+	}
+	return serving, pool, kubeletClient, nil
 }

@@ -92,6 +92,9 @@ type Config struct {
 	// Taints are set when the Node is created (--register-with-taints);
 	// an existing Node's taints are left alone.
 	Taints []v1.Taint
+	// KubeletPort is the kubelet server's port, reported in the Node's
+	// daemonEndpoints so the apiserver finds it for logs and exec (0: none).
+	KubeletPort int
 	// MaxPods is the pods capacity (110 if zero).
 	MaxPods int
 	// LeaseInterval is how often the node Lease is renewed (10 s).

@@ -219,7 +219,7 @@ func (k *Kubelet) nodeStatus(ctx context.Context, cur *v1.Node) v1.NodeStatus {
 	}
 	st.Addresses = append(st.Addresses, v1.NodeAddress{Type: v1.NodeHostName, Address: k.cfg.NodeName})
 	st.NodeInfo = k.nodeInfo(ctx)
-	st.DaemonEndpoints = v1.NodeDaemonEndpoints{}
+	st.DaemonEndpoints = v1.NodeDaemonEndpoints{KubeletEndpoint: v1.DaemonEndpoint{Port: int32(k.cfg.KubeletPort)}}
 
 	now := metav1.NewTime(time.Now().UTC().Truncate(time.Second))
 	var kept []v1.NodeCondition
