@@ -95,15 +95,17 @@ func benchCommand() *cli.Command {
 			Name:  "pods",
 			Usage: "measure pod startup latency on real workers (needs root)",
 			UsageText: "synod bench pods [--pods N] [--clients N] [--masters N] [--workers N] [--timeout D]\n" +
-				"                 [--dir DIR] [--json FILE] [--markdown FILE]\n\n" +
+				"                 [--rate PER_SEC] [--dir DIR] [--json FILE] [--markdown FILE]\n\n" +
 				"Starts a synod cluster with workers (each in its own network namespace, with containerd and\n" +
 				"the local test image), waits until their Nodes are Ready, then creates the pods (busybox\n" +
 				"sleep 3600, nodeName unset) while a watch times each create to the first event that shows\n" +
 				"the pod Running and Ready. Prints p50/p90/p99/max startup, time to the first running pod,\n" +
-				"pods/s, and whether the goal (p99 < 1 s) was met. Deletes the pods at the end.",
+				"pods/s, and whether the goal (p99 < 1 s) was met. Deletes the pods at the end. --rate spaces\n" +
+				"the creates (Kubernetes' density tests create at a steady rate) instead of one burst.",
 			Flags: []cli.Flag{
 				&cli.IntFlag{Name: "pods", Value: 100, Usage: "pods to create"},
 				&cli.IntFlag{Name: "clients", Value: 10, Usage: "concurrent clients creating the pods"},
+				&cli.Float64Flag{Name: "rate", Usage: "space the creates to this many per second (0: one burst)"},
 				&cli.IntFlag{Name: "masters", Value: 1, Usage: "masters in the launched cluster"},
 				&cli.IntFlag{Name: "workers", Value: 1, Usage: "workers in the launched cluster"},
 				&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "bound on the wait for every pod to run"},
@@ -123,6 +125,7 @@ func runBenchPods(c *cli.Context) error {
 	o := bench.PodsOptions{
 		Pods:     c.Int("pods"),
 		Clients:  c.Int("clients"),
+		Rate:     c.Float64("rate"),
 		Masters:  c.Int("masters"),
 		Workers:  c.Int("workers"),
 		Timeout:  c.Duration("timeout"),
@@ -130,8 +133,8 @@ func runBenchPods(c *cli.Context) error {
 		Logger:   logger(c),
 		Progress: c.App.ErrWriter,
 	}
-	if o.Pods < 1 || o.Clients < 1 || o.Masters < 1 || o.Workers < 1 || o.Timeout <= 0 {
-		return usageError(c, "--pods, --clients, --masters and --workers must be ≥ 1 and --timeout > 0")
+	if o.Pods < 1 || o.Clients < 1 || o.Masters < 1 || o.Workers < 1 || o.Rate < 0 || o.Timeout <= 0 {
+		return usageError(c, "--pods, --clients, --masters and --workers must be ≥ 1, --rate ≥ 0 and --timeout > 0")
 	}
 	var err error
 	if o.SynodBinary, err = os.Executable(); err != nil {

@@ -50,8 +50,12 @@ const (
 // PodsOptions configures RunPods. Zero values take the defaults noted per
 // field.
 type PodsOptions struct {
-	Pods    int    // default 100
-	Clients int    // concurrent creators (default 10)
+	Pods    int // default 100
+	Clients int // concurrent creators (default 10)
+	// Rate spaces the creates to this many per second (default 0: as
+	// fast as the clients go, one burst). Kubernetes' density tests
+	// create pods at a steady rate the cluster can follow.
+	Rate    float64
 	Masters int    // masters in the launched cluster (default 1)
 	Workers int    // workers in the launched cluster (default 1)
 	Dir     string // parent of the temporary data dir (default os.TempDir())
@@ -75,6 +79,7 @@ type PodsReport struct {
 	Workers int
 	Pods    int
 	Clients int
+	Rate    float64 // creates per second, 0 for one burst
 	NumCPU  int
 	Image   string
 
@@ -101,8 +106,8 @@ func (o PodsOptions) withDefaults() (PodsOptions, error) {
 	if o.Workers == 0 {
 		o.Workers = 1
 	}
-	if o.Pods < 1 || o.Clients < 1 || o.Masters < 1 || o.Workers < 1 {
-		return o, errors.New("bench: pods, clients, masters and workers must be ≥ 1")
+	if o.Pods < 1 || o.Clients < 1 || o.Masters < 1 || o.Workers < 1 || o.Rate < 0 {
+		return o, errors.New("bench: pods, clients, masters and workers must be ≥ 1 and rate ≥ 0")
 	}
 	if o.Dir == "" {
 		o.Dir = os.TempDir()
@@ -137,7 +142,7 @@ func RunPods(ctx context.Context, o PodsOptions) (_ *PodsReport, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	rep := &PodsReport{Started: time.Now(), Masters: o.Masters, Workers: o.Workers, Pods: o.Pods, Clients: o.Clients,
+	rep := &PodsReport{Started: time.Now(), Masters: o.Masters, Workers: o.Workers, Pods: o.Pods, Clients: o.Clients, Rate: o.Rate,
 		NumCPU: runtime.NumCPU(), Image: launch.TestImage}
 	if os.Geteuid() != 0 {
 		return nil, errors.New("bench: the worker benchmark needs root (network namespaces, containerd)")
@@ -388,11 +393,25 @@ func podsRun(ctx context.Context, o PodsOptions, clis []*kubernetes.Clientset, r
 		wg.Wait()
 	}()
 
-	podsProgressf(o, "creating %d pods (%s, sleep 3600) with %d clients", o.Pods, launch.TestImage, o.Clients)
+	pace := "in one burst"
+	if o.Rate > 0 {
+		pace = fmt.Sprintf("at %g/s", o.Rate)
+	}
+	podsProgressf(o, "creating %d pods (%s, sleep 3600) with %d clients %s", o.Pods, launch.TestImage, o.Clients, pace)
 	var seq atomic.Int64
 	begin := time.Now()
 	d := drive(ctx, o.Clients, 0, o.Pods, o.OpTimeout, func(octx context.Context, i int) error {
-		name := fmt.Sprintf("pod-%d", seq.Add(1))
+		n := seq.Add(1)
+		name := fmt.Sprintf("pod-%d", n)
+		if o.Rate > 0 {
+			// Pod n is due (n-1)/Rate seconds after the first.
+			due := begin.Add(time.Duration(float64(n-1) / o.Rate * float64(time.Second)))
+			select {
+			case <-time.After(time.Until(due)):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 		t.create(name, time.Now())
 		_, err := clis[i].CoreV1().Pods(PodsNamespace).Create(octx, podsPod(name), metav1.CreateOptions{})
 		return err
@@ -536,8 +555,8 @@ func (r *PodsReport) GoalLine() string {
 // Markdown renders the report as a table and the goal line.
 func (r *PodsReport) Markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "synod bench pods, %s: %d master(s) and %d worker(s) (containerd + runc, each worker in its own network namespace) on one machine, %d CPUs; %s pods (%s, `sleep 3600`, local image, nodeName unset) created by %d clients; startup = create call → first watch event with the pod Running and Ready.\n\n",
-		r.Started.Format("2006-01-02"), r.Masters, r.Workers, r.NumCPU, thousands(r.Pods), r.Image, r.Clients)
+	fmt.Fprintf(&b, "synod bench pods, %s: %d master(s) and %d worker(s) (containerd + runc, each worker in its own network namespace) on one machine, %d CPUs; %s pods (%s, `sleep 3600`, local image, nodeName unset) created by %d clients %s; startup = create call → first watch event with the pod Running and Ready.\n\n",
+		r.Started.Format("2006-01-02"), r.Masters, r.Workers, r.NumCPU, thousands(r.Pods), r.Image, r.Clients, r.pace())
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "> Note: %s\n\n", n)
 	}
@@ -555,6 +574,13 @@ func (r *PodsReport) Markdown() string {
 	return b.String()
 }
 
+func (r *PodsReport) pace() string {
+	if r.Rate > 0 {
+		return fmt.Sprintf("at %g pods/s", r.Rate)
+	}
+	return "in one burst"
+}
+
 // JSON renders the report for machines: durations in milliseconds.
 func (r *PodsReport) JSON() ([]byte, error) {
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -568,6 +594,7 @@ func (r *PodsReport) JSON() ([]byte, error) {
 		Workers        int       `json:"workers"`
 		Pods           int       `json:"pods"`
 		Clients        int       `json:"clients"`
+		Rate           float64   `json:"rate"`
 		NumCPU         int       `json:"num_cpu"`
 		Image          string    `json:"image"`
 		NodesReadyMs   float64   `json:"nodes_ready_ms"`
@@ -583,7 +610,7 @@ func (r *PodsReport) JSON() ([]byte, error) {
 		GoalMet        bool      `json:"goal_met"`
 		Notes          []string  `json:"notes,omitempty"`
 	}{
-		Started: r.Started, Masters: r.Masters, Workers: r.Workers, Pods: r.Pods, Clients: r.Clients, NumCPU: r.NumCPU, Image: r.Image,
+		Started: r.Started, Masters: r.Masters, Workers: r.Workers, Pods: r.Pods, Clients: r.Clients, Rate: r.Rate, NumCPU: r.NumCPU, Image: r.Image,
 		NodesReadyMs: ms(r.NodesReady), Running: r.Running, P50Ms: ms(p50), P90Ms: ms(p90), P99Ms: ms(p99), MaxMs: ms(maxLat),
 		FirstRunningMs: ms(r.FirstRunning), ElapsedMs: ms(r.Elapsed), PodsPerSec: r.PodsPerSec,
 		GoalP99Ms: ms(GoalStartupP99), GoalMet: r.Goal(), Notes: r.Notes,
