@@ -342,24 +342,45 @@ func (t *startupTracker) result() (lat []time.Duration, first, last time.Time) {
 
 // watchPods feeds t from a watch of the benchmark's pods starting at rv,
 // re-established from the last seen resource version if the server ends
-// it, until ctx ends. Errors go to errc (one at most).
+// it, until ctx ends. A watch that fails is re-established too, at most
+// watchRetries times in a row (a pod that ran meanwhile is then timed
+// late, never early); then the error goes to errc.
 func watchPods(ctx context.Context, cs *kubernetes.Clientset, rv string, t *startupTracker, errc chan<- error) {
+	const watchRetries = 3
+	failures := 0
+	fail := func(err error) bool {
+		if ctx.Err() != nil {
+			return true
+		}
+		if failures++; failures > watchRetries {
+			errc <- fmt.Errorf("bench: watch pods: %w", err)
+			return true
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+		return false
+	}
 	for ctx.Err() == nil {
 		w, err := cs.CoreV1().Pods(PodsNamespace).Watch(ctx, metav1.ListOptions{
 			LabelSelector: "app=" + podsLabel, ResourceVersion: rv, AllowWatchBookmarks: true})
 		if err != nil {
-			if ctx.Err() == nil {
-				errc <- fmt.Errorf("bench: watch pods: %w", err)
+			if fail(err) {
+				return
 			}
-			return
+			continue
 		}
 		for ev := range w.ResultChan() {
 			now := time.Now()
 			if ev.Type == watch.Error {
 				w.Stop()
-				errc <- fmt.Errorf("bench: watch pods: %v", apierrors.FromObject(ev.Object))
-				return
+				if fail(apierrors.FromObject(ev.Object)) {
+					return
+				}
+				break
 			}
+			failures = 0
 			p, ok := ev.Object.(*corev1.Pod)
 			if !ok {
 				continue
@@ -453,11 +474,12 @@ func podsRun(ctx context.Context, o PodsOptions, clis []*kubernetes.Clientset, r
 		rep.Elapsed = last.Sub(begin)
 		rep.PodsPerSec = float64(rep.Running) / rep.Elapsed.Seconds()
 	}
+	if failure != nil {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("only %d of %d pods were seen running before the watch failed", rep.Running, o.Pods))
+		return failure
+	}
 	if rep.Running < o.Pods {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("only %d of %d pods were seen running within %s", rep.Running, o.Pods, o.Timeout))
-	}
-	if failure != nil {
-		return failure
 	}
 	if rep.Running < o.Pods {
 		return fmt.Errorf("bench: only %d of %d pods running within %s", rep.Running, o.Pods, o.Timeout)
