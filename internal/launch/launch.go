@@ -108,7 +108,8 @@ type Cluster struct {
 	started  bool // Start has returned: restarts may begin
 	stopping bool
 
-	workers []*worker // with Options.Workers
+	workers     []*worker // with Options.Workers
+	workersLock *os.File  // machine-wide, held while workers may run
 
 	wg sync.WaitGroup // reapers and pending restarts; Stop waits for them
 
@@ -200,6 +201,11 @@ func Start(ctx context.Context, o Options) (_ *Cluster, retErr error) {
 		if !o.API || prev != nil {
 			return nil, errors.New("launch: workers need the API and a fresh cluster dir")
 		}
+		lock, err := lockWorkers(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.workersLock = lock
 		if err := c.ensureHostBridge(); err != nil {
 			return nil, err
 		}

@@ -2,6 +2,7 @@ package launch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -27,11 +28,101 @@ const (
 	workerSubnet = "10.99.0.%d/24"
 )
 
+// workersLockFile serializes clusters with workers on one machine: they
+// share the host bridge, its subnet and the namespace names. A second one
+// (another test package, another synod up) waits for the first to stop.
+const workersLockFile = "/run/lock/synod-up-workers.lock"
+
+// lockWorkers takes the machine-wide workers lock, waiting until ctx ends.
+func lockWorkers(ctx context.Context) (*os.File, error) {
+	os.MkdirAll(filepath.Dir(workersLockFile), 0o755)
+	f, err := os.OpenFile(workersLockFile, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("launch: %w", err)
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("launch: lock %s: %w", workersLockFile, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("launch: another cluster with workers runs on this machine (%s): %w", workersLockFile, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 // worker is one `synod worker` process.
 type worker struct {
 	name, netns, ip, dir, logFile string
+	args                          []string // nsenter's
 	cmd                           *exec.Cmd
 	done                          chan struct{}
+}
+
+// spawnWorker starts w's process (again).
+func (c *Cluster) spawnWorker(w *worker) error {
+	logf, err := os.OpenFile(w.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	// nsenter, not `ip netns exec`: the latter also makes a private
+	// mount namespace, hiding the pod netns mounts from runc.
+	cmd := exec.Command("nsenter", w.args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("launch: start worker %s: %w", w.name, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		logf.Close()
+		close(done)
+	}()
+	c.mu.Lock()
+	w.cmd, w.done = cmd, done
+	c.mu.Unlock()
+	return nil
+}
+
+// KillWorker sends sig to worker i's process (from 0) only: its containerd
+// and containers live on, as they would when a kubelet crashes.
+func (c *Cluster) KillWorker(i int, sig syscall.Signal) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i < 0 || i >= len(c.workers) {
+		return fmt.Errorf("launch: no worker %d", i)
+	}
+	w := c.workers[i]
+	if isClosed(w.done) {
+		return fmt.Errorf("%w: worker %s", ErrNotRunning, w.name)
+	}
+	return syscall.Kill(w.cmd.Process.Pid, sig)
+}
+
+// StartWorker starts worker i again after it exited.
+func (c *Cluster) StartWorker(i int) error {
+	c.mu.Lock()
+	if i < 0 || i >= len(c.workers) {
+		c.mu.Unlock()
+		return fmt.Errorf("launch: no worker %d", i)
+	}
+	w := c.workers[i]
+	c.mu.Unlock()
+	select {
+	case <-w.done:
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("%w: worker %s", ErrRunning, w.name)
+	}
+	return c.spawnWorker(w)
 }
 
 func run(args ...string) error {
@@ -84,29 +175,14 @@ func (c *Cluster) startWorkers(ctx context.Context) error {
 				return err
 			}
 		}
-		args := []string{"--net=/run/netns/" + w.netns, c.opts.Binary, "worker", "--name", w.name, "--data-dir", w.dir,
+		w.args = []string{"--net=/run/netns/" + w.netns, c.opts.Binary, "worker", "--name", w.name, "--data-dir", w.dir,
 			"--kubeconfig", c.KubeconfigPath(), "--gossip-addr", w.ip + ":7946", "--node-ip", w.ip}
 		for _, m := range ms {
-			args = append(args, "--server", m.APIURL, "--join", m.Gossip)
+			w.args = append(w.args, "--server", m.APIURL, "--join", m.Gossip)
 		}
-		logf, err := os.OpenFile(w.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
+		if err := c.spawnWorker(w); err != nil {
 			return err
 		}
-		// nsenter, not `ip netns exec`: the latter also makes a private
-		// mount namespace, hiding the pod netns mounts from runc.
-		w.cmd = exec.Command("nsenter", args...)
-		w.cmd.Stdout, w.cmd.Stderr = logf, logf
-		w.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := w.cmd.Start(); err != nil {
-			logf.Close()
-			return fmt.Errorf("launch: start worker %s: %w", w.name, err)
-		}
-		go func() {
-			w.cmd.Wait()
-			logf.Close()
-			close(w.done)
-		}()
 		c.mu.Lock()
 		c.workers = append(c.workers, w)
 		c.mu.Unlock()
@@ -187,6 +263,12 @@ func (c *Cluster) stopWorkers() {
 		exec.Command("ip", "link", "delete", fmt.Sprintf("synup%dh", i)).Run()
 	}
 	exec.Command("ip", "link", "delete", hostBridge).Run()
+	c.mu.Lock()
+	if c.workersLock != nil {
+		c.workersLock.Close()
+		c.workersLock = nil
+	}
+	c.mu.Unlock()
 }
 
 // drainWorkers deletes the pods bound to the workers and waits (up to 20s)

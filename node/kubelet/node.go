@@ -393,7 +393,13 @@ func (k *Kubelet) leaseLoop(ctx context.Context) {
 	backoff := 200 * time.Millisecond
 	for {
 		wait := k.cfg.LeaseInterval
-		if err := k.renewLease(ctx); err != nil {
+		// Bounded like the kubelet's heartbeat client: a request stuck on a
+		// master that died or restarted under it must not stop the
+		// heartbeat (the next attempt goes through another connection).
+		rctx, cancel := context.WithTimeout(ctx, max(k.cfg.LeaseInterval, 2*time.Second))
+		err := k.renewLease(rctx)
+		cancel()
+		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
