@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -332,6 +333,8 @@ func TestPodLogsExecRealKubelet(t *testing.T) {
 	t.Cleanup(func() {
 		left, _ := rt.ListContainers(context.Background(), nil)
 		for _, s := range left {
+			// Stop first: a running task keeps its shim alive otherwise.
+			rt.StopContainer(context.Background(), s.ID, 0)
 			if err := rt.RemoveContainer(context.Background(), s.ID); err != nil {
 				t.Errorf("remove container: %v", err)
 			}
@@ -339,6 +342,7 @@ func TestPodLogsExecRealKubelet(t *testing.T) {
 		if err := rt.Close(); err != nil {
 			t.Errorf("close runtime: %v", err)
 		}
+		killShimsOf(t, rtDir)
 	})
 	img, ref := testimage.Busybox(t, t.TempDir())
 	f, err := os.Open(img)
@@ -591,5 +595,24 @@ current-context: c
 	}
 	if out, err := kubectlAs("admintoken", "exec", "web", "--", "echo", "hi"); err != nil || out != "hi\n" {
 		t.Fatalf("admin: kubectl exec = %q, %v", out, err)
+	}
+}
+
+// killShimsOf stops, by pid, any containerd shim still serving the private
+// daemon under dir: the test started them and must not leave them behind.
+func killShimsOf(t *testing.T, dir string) {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmd, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || !strings.Contains(string(cmd), "containerd-shim") || !strings.Contains(string(cmd), dir) {
+			continue
+		}
+		t.Logf("killing leftover shim %d", pid)
+		syscall.Kill(-pid, syscall.SIGKILL) // its own process group: shim and container
+		syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
