@@ -123,15 +123,13 @@ func runBenchPods(c *cli.Context) error {
 		return usageError(c, "takes no arguments, got %q", c.Args().Slice())
 	}
 	o := bench.PodsOptions{
-		Pods:     c.Int("pods"),
-		Clients:  c.Int("clients"),
-		Rate:     c.Float64("rate"),
-		Masters:  c.Int("masters"),
-		Workers:  c.Int("workers"),
-		Timeout:  c.Duration("timeout"),
-		Dir:      c.String("dir"),
-		Logger:   logger(c),
-		Progress: c.App.ErrWriter,
+		Pods:          c.Int("pods"),
+		Clients:       c.Int("clients"),
+		Rate:          c.Float64("rate"),
+		Masters:       c.Int("masters"),
+		Workers:       c.Int("workers"),
+		Timeout:       c.Duration("timeout"),
+		LaunchOptions: bench.LaunchOptions{Dir: c.String("dir"), Logger: logger(c), Progress: c.App.ErrWriter},
 	}
 	if o.Pods < 1 || o.Clients < 1 || o.Masters < 1 || o.Workers < 1 || o.Rate < 0 || o.Timeout <= 0 {
 		return usageError(c, "--pods, --clients, --masters and --workers must be ≥ 1, --rate ≥ 0 and --timeout > 0")
@@ -161,9 +159,7 @@ func runBenchScheduler(c *cli.Context) error {
 		BindConcurrency: c.Int("bind-concurrency"),
 		NoEvents:        !c.Bool("events"),
 		Timeout:         c.Duration("timeout"),
-		Dir:             c.String("dir"),
-		Logger:          logger(c),
-		Progress:        c.App.ErrWriter,
+		LaunchOptions:   bench.LaunchOptions{Dir: c.String("dir"), Logger: logger(c), Progress: c.App.ErrWriter},
 	}
 	if o.Nodes < 1 || o.Pods < 1 || o.Masters < 1 || o.Clients < 1 || o.BindConcurrency < 0 || o.Timeout <= 0 {
 		return usageError(c, "--nodes, --pods, --masters and --clients must be ≥ 1, --bind-concurrency ≥ 0 and --timeout > 0")
@@ -190,13 +186,11 @@ func runBenchAPI(c *cli.Context) error {
 		return err
 	}
 	o := bench.APIOptions{
-		Clients:  clients,
-		Duration: duration,
-		Ops:      ops,
-		Masters:  c.Int("masters"),
-		Dir:      c.String("dir"),
-		Logger:   logger(c),
-		Progress: c.App.ErrWriter,
+		Clients:       clients,
+		Duration:      duration,
+		Ops:           ops,
+		Masters:       c.Int("masters"),
+		LaunchOptions: bench.LaunchOptions{Dir: c.String("dir"), Logger: logger(c), Progress: c.App.ErrWriter},
 	}
 	if o.Masters < 1 {
 		return usageError(c, "--masters must be ≥ 1")

@@ -10,8 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -54,19 +52,13 @@ const (
 
 // APIOptions configures RunAPI. Zero values take the defaults noted per field.
 type APIOptions struct {
+	LaunchOptions // where and how to launch the cluster
+
 	Clients  []int         // concurrency levels (default 1, 16, 64)
 	Duration time.Duration // per level, when Ops is 0 (default 5s)
 	Ops      int           // creates per level; when > 0 it replaces Duration
 	Masters  int           // masters in the launched cluster (default 3)
-	Dir      string        // parent of the temporary data dir (default os.TempDir())
 
-	SynodBinary string // the synod binary (required)
-
-	Logger   *slog.Logger // launcher logs (default: discarded)
-	Progress io.Writer    // one line per step and per level (default: none)
-
-	ReadyTimeout time.Duration // for the API of every master to answer (default 60s)
-	OpTimeout    time.Duration // per request (default 10s)
 	// WatchTimeout bounds how long a level waits, after its last create,
 	// for the watcher to see every created pod (default 10s); pods not seen
 	// by then count as missed.
@@ -133,28 +125,12 @@ func (o APIOptions) withDefaults() (APIOptions, error) {
 	if o.Masters < 1 {
 		return o, fmt.Errorf("bench: masters must be ≥ 1, got %d", o.Masters)
 	}
-	if o.Dir == "" {
-		o.Dir = os.TempDir()
-	}
-	if o.SynodBinary == "" {
-		return o, errors.New("bench: SynodBinary is required")
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Progress == nil {
-		o.Progress = io.Discard
-	}
-	if o.ReadyTimeout == 0 {
-		o.ReadyTimeout = defaultReadyTimeout
-	}
-	if o.OpTimeout == 0 {
-		o.OpTimeout = defaultOpTimeout
-	}
 	if o.WatchTimeout == 0 {
 		o.WatchTimeout = defaultWatchTimeout
 	}
-	return o, nil
+	var err error
+	o.LaunchOptions, err = o.LaunchOptions.withDefaults(defaultReadyTimeout)
+	return o, err
 }
 
 // RunAPI launches a cluster with the Kubernetes API, runs the pod-create

@@ -33,12 +33,10 @@ func TestRunAPI(t *testing.T) {
 
 	var progress strings.Builder
 	rep, err := RunAPI(ctx, APIOptions{
-		Clients:     []int{2},
-		Duration:    time.Second,
-		Masters:     1,
-		Dir:         t.TempDir(),
-		SynodBinary: bin,
-		Progress:    &progress,
+		Clients:       []int{2},
+		Duration:      time.Second,
+		Masters:       1,
+		LaunchOptions: LaunchOptions{Dir: t.TempDir(), SynodBinary: bin, Progress: &progress},
 	})
 	t.Logf("progress:\n%s", progress.String())
 	if err != nil {
@@ -79,7 +77,7 @@ func TestRunAPI(t *testing.T) {
 	}
 
 	// --ops: exactly that many creates.
-	rep, err = RunAPI(ctx, APIOptions{Clients: []int{3}, Ops: 30, Masters: 1, Dir: t.TempDir(), SynodBinary: bin})
+	rep, err = RunAPI(ctx, APIOptions{Clients: []int{3}, Ops: 30, Masters: 1, LaunchOptions: LaunchOptions{Dir: t.TempDir(), SynodBinary: bin}})
 	if err != nil {
 		t.Fatalf("RunAPI with Ops: %v", err)
 	}

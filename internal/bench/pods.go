@@ -14,8 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -50,23 +48,17 @@ const (
 // PodsOptions configures RunPods. Zero values take the defaults noted per
 // field.
 type PodsOptions struct {
+	LaunchOptions // where and how to launch the cluster
+
 	Pods    int // default 100
 	Clients int // concurrent creators (default 10)
 	// Rate spaces the creates to this many per second (default 0: as
 	// fast as the clients go, one burst). Kubernetes' density tests
 	// create pods at a steady rate the cluster can follow.
 	Rate    float64
-	Masters int    // masters in the launched cluster (default 1)
-	Workers int    // workers in the launched cluster (default 1)
-	Dir     string // parent of the temporary data dir (default os.TempDir())
+	Masters int // masters in the launched cluster (default 1)
+	Workers int // workers in the launched cluster (default 1)
 
-	SynodBinary string // the synod binary (required)
-
-	Logger   *slog.Logger // launcher logs (default: discarded)
-	Progress io.Writer    // one line per step (default: none)
-
-	ReadyTimeout time.Duration // API up and every worker Node Ready (default 2 minutes)
-	OpTimeout    time.Duration // per create or delete (default 10s)
 	// Timeout bounds the wait for every pod to run (default 5 minutes);
 	// pods not running by then are reported as such.
 	Timeout time.Duration
@@ -109,28 +101,12 @@ func (o PodsOptions) withDefaults() (PodsOptions, error) {
 	if o.Pods < 1 || o.Clients < 1 || o.Masters < 1 || o.Workers < 1 || o.Rate < 0 {
 		return o, errors.New("bench: pods, clients, masters and workers must be ≥ 1 and rate ≥ 0")
 	}
-	if o.Dir == "" {
-		o.Dir = os.TempDir()
-	}
-	if o.SynodBinary == "" {
-		return o, errors.New("bench: SynodBinary is required")
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Progress == nil {
-		o.Progress = io.Discard
-	}
-	if o.ReadyTimeout == 0 {
-		o.ReadyTimeout = 2 * time.Minute
-	}
-	if o.OpTimeout == 0 {
-		o.OpTimeout = defaultOpTimeout
-	}
 	if o.Timeout == 0 {
 		o.Timeout = 5 * time.Minute
 	}
-	return o, nil
+	var err error
+	o.LaunchOptions, err = o.LaunchOptions.withDefaults(2 * time.Minute)
+	return o, err
 }
 
 // RunPods launches a cluster with workers (which needs root), waits until
@@ -185,7 +161,7 @@ func RunPods(ctx context.Context, o PodsOptions) (_ *PodsReport, retErr error) {
 		}
 		return fmt.Errorf("%w%s%s", err, logTails(c.Masters()), workerLogTails(dir, o.Workers))
 	}
-	b, err := newAPIBench(APIOptions{ReadyTimeout: o.ReadyTimeout, OpTimeout: o.OpTimeout, Progress: o.Progress}, c)
+	b, err := newAPIBench(APIOptions{LaunchOptions: o.LaunchOptions}, c)
 	if err != nil {
 		return rep, withLogs(err)
 	}

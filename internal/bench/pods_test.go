@@ -35,12 +35,10 @@ func TestRunPods(t *testing.T) {
 	defer cancel()
 	var progress strings.Builder
 	rep, err := RunPods(ctx, PodsOptions{
-		Pods:        5,
-		Clients:     2,
-		Dir:         t.TempDir(),
-		SynodBinary: bin,
-		Progress:    &progress,
-		Timeout:     60 * time.Second,
+		Pods:          5,
+		Clients:       2,
+		Timeout:       60 * time.Second,
+		LaunchOptions: LaunchOptions{Dir: t.TempDir(), SynodBinary: bin, Progress: &progress},
 	})
 	t.Logf("progress:\n%s", progress.String())
 	if err != nil {

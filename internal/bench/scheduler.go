@@ -9,10 +9,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -54,11 +51,12 @@ const (
 // SchedulerOptions configures RunScheduler. Zero values take the defaults
 // noted per field.
 type SchedulerOptions struct {
-	Nodes   int    // default 1000
-	Pods    int    // default 10000
-	Masters int    // masters in the launched cluster (default 1)
-	Clients int    // concurrent creators of nodes and pods (default 32)
-	Dir     string // parent of the temporary data dir (default os.TempDir())
+	LaunchOptions // where and how to launch the cluster
+
+	Nodes   int // default 1000
+	Pods    int // default 10000
+	Masters int // masters in the launched cluster (default 1)
+	Clients int // concurrent creators of nodes and pods (default 32)
 
 	// BindConcurrency is the scheduler's bindings in flight (default
 	// scheduler.DefaultBindConcurrency).
@@ -67,14 +65,8 @@ type SchedulerOptions struct {
 	// the API (one Scheduled event per pod), to see what they cost.
 	NoEvents bool
 
-	SynodBinary string   // the synod binary (required)
-	ExtraArgs   []string // more `synod master` flags
+	ExtraArgs []string // more `synod master` flags
 
-	Logger   *slog.Logger // launcher and scheduler logs (default: discarded)
-	Progress io.Writer    // one line per step (default: none)
-
-	ReadyTimeout time.Duration // for the API of every master (default 60s)
-	OpTimeout    time.Duration // per create (default 10s)
 	// Timeout bounds the scheduling phase (default 5 minutes); pods not
 	// bound by then are reported as such.
 	Timeout time.Duration
@@ -116,28 +108,12 @@ func (o SchedulerOptions) withDefaults() (SchedulerOptions, error) {
 	if o.Nodes < 1 || o.Pods < 1 || o.Masters < 1 || o.Clients < 1 {
 		return o, fmt.Errorf("bench: nodes, pods, masters and clients must be ≥ 1")
 	}
-	if o.Dir == "" {
-		o.Dir = os.TempDir()
-	}
-	if o.SynodBinary == "" {
-		return o, errors.New("bench: SynodBinary is required")
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Progress == nil {
-		o.Progress = io.Discard
-	}
-	if o.ReadyTimeout == 0 {
-		o.ReadyTimeout = defaultReadyTimeout
-	}
-	if o.OpTimeout == 0 {
-		o.OpTimeout = defaultOpTimeout
-	}
 	if o.Timeout == 0 {
 		o.Timeout = 5 * time.Minute
 	}
-	return o, nil
+	var err error
+	o.LaunchOptions, err = o.LaunchOptions.withDefaults(defaultReadyTimeout)
+	return o, err
 }
 
 // RunScheduler launches a cluster without scheduler and controllers,
@@ -187,7 +163,7 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (_ *SchedulerReport, 
 		}
 		return fmt.Errorf("%w%s", err, logTails(c.Masters()))
 	}
-	b, err := newAPIBench(APIOptions{ReadyTimeout: o.ReadyTimeout, OpTimeout: o.OpTimeout, Progress: o.Progress}, c)
+	b, err := newAPIBench(APIOptions{LaunchOptions: o.LaunchOptions}, c)
 	if err != nil {
 		return rep, withLogs(err)
 	}

@@ -19,13 +19,11 @@ func TestRunScheduler(t *testing.T) {
 	defer cancel()
 	var progress strings.Builder
 	rep, err := RunScheduler(ctx, SchedulerOptions{
-		Nodes:       20,
-		Pods:        200,
-		Clients:     8,
-		Dir:         t.TempDir(),
-		SynodBinary: bin,
-		Progress:    &progress,
-		Timeout:     30 * time.Second,
+		Nodes:         20,
+		Pods:          200,
+		Clients:       8,
+		Timeout:       30 * time.Second,
+		LaunchOptions: LaunchOptions{Dir: t.TempDir(), SynodBinary: bin, Progress: &progress},
 	})
 	t.Logf("progress:\n%s", progress.String())
 	if err != nil {
