@@ -2,8 +2,6 @@ package deployment
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -421,72 +419,9 @@ func (c *Controller) claimReplicaSets(ctx context.Context, d *appsv1.Deployment)
 	if err != nil {
 		return nil, fmt.Errorf("list replicasets of %s: %w", controller.Key(d), err)
 	}
-	var (
-		claimed  []*appsv1.ReplicaSet
-		errs     []error
-		checked  bool
-		adoptErr error
-	)
-	canAdopt := func() error {
-		if !checked {
-			checked = true
-			fresh, err := c.client.AppsV1().Deployments(d.Namespace).Get(ctx, d.Name, metav1.GetOptions{})
-			switch {
-			case err != nil:
-				adoptErr = fmt.Errorf("recheck %s before adopting: %w", controller.Key(d), err)
-			case fresh.UID != d.UID:
-				adoptErr = fmt.Errorf("deployment %s is gone: uid %s, wanted %s", controller.Key(d), fresh.UID, d.UID)
-			case fresh.DeletionTimestamp != nil:
-				adoptErr = fmt.Errorf("deployment %s is being deleted", controller.Key(d))
-			}
-		}
-		return adoptErr
-	}
-	for _, rs := range all {
-		ref := metav1.GetControllerOf(rs)
-		matches := selector.Matches(labels.Set(rs.Labels))
-		switch {
-		case ref != nil && ref.UID != d.UID:
-		case ref != nil && matches:
-			claimed = append(claimed, rs)
-		case ref != nil:
-			if d.DeletionTimestamp == nil {
-				if err := c.patchOwner(ctx, rs, ownerRefPatch(nil, rs.UID, d.UID)); err != nil && !apierrors.IsNotFound(err) {
-					errs = append(errs, err)
-				}
-			}
-		case !matches || d.DeletionTimestamp != nil || rs.DeletionTimestamp != nil:
-		default:
-			if err := canAdopt(); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			if err := c.patchOwner(ctx, rs, ownerRefPatch(d, rs.UID, "")); err != nil {
-				if !apierrors.IsNotFound(err) {
-					errs = append(errs, err)
-				}
-				continue
-			}
-			claimed = append(claimed, rs)
-		}
-	}
-	return claimed, errors.Join(errs...)
-}
-
-// ownerRefPatch adopts (owner != nil) or releases (drop != "") a
-// ReplicaSet with a strategic merge patch, as Kubernetes' ref manager does.
-func ownerRefPatch(owner *appsv1.Deployment, uid, drop types.UID) []byte {
-	var ref map[string]any
-	if owner != nil {
-		ref = map[string]any{
-			"apiVersion": controllerKind.GroupVersion().String(), "kind": controllerKind.Kind,
-			"name": owner.Name, "uid": owner.UID, "controller": true, "blockOwnerDeletion": true,
-		}
-	} else {
-		ref = map[string]any{"$patch": "delete", "uid": drop}
-	}
-	b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"ownerReferences": []any{ref}, "uid": uid}})
-	return b
+	return controller.Claim(ctx, d, controllerKind, selector, all, func(ctx context.Context) (metav1.Object, error) {
+		return c.client.AppsV1().Deployments(d.Namespace).Get(ctx, d.Name, metav1.GetOptions{})
+	}, c.patchOwner)
 }
 
 func (c *Controller) patchOwner(ctx context.Context, rs *appsv1.ReplicaSet, patch []byte) error {

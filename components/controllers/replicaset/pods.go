@@ -2,8 +2,6 @@ package replicaset
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -12,7 +10,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	v1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -213,110 +210,15 @@ func deletionCost(p *v1.Pod) int32 {
 // claimPods returns the pods rs owns after adopting matching orphans and
 // releasing owned pods that no longer match.
 func (c *Controller) claimPods(ctx context.Context, rs *appsv1.ReplicaSet, selector labels.Selector, pods []*v1.Pod) ([]*v1.Pod, error) {
-	var (
-		claimed  []*v1.Pod
-		errs     []error
-		adoptErr error
-		checked  bool
-	)
-	// Before the first adoption, make sure with an uncached read that rs is
-	// not being deleted: the garbage collector would not clean up a pod
-	// adopted by a ReplicaSet that is already gone.
-	canAdopt := func() error {
-		if !checked {
-			checked = true
-			fresh, err := c.client.AppsV1().ReplicaSets(rs.Namespace).Get(ctx, rs.Name, metav1.GetOptions{})
-			switch {
-			case err != nil:
-				adoptErr = fmt.Errorf("recheck %s before adopting: %w", controller.Key(rs), err)
-			case fresh.UID != rs.UID:
-				adoptErr = fmt.Errorf("replicaset %s is gone: uid %s, wanted %s", controller.Key(rs), fresh.UID, rs.UID)
-			case fresh.DeletionTimestamp != nil:
-				adoptErr = fmt.Errorf("replicaset %s is being deleted", controller.Key(rs))
-			}
+	return controller.Claim(ctx, rs, controllerKind, selector, pods, func(ctx context.Context) (metav1.Object, error) {
+		return c.client.AppsV1().ReplicaSets(rs.Namespace).Get(ctx, rs.Name, metav1.GetOptions{})
+	}, func(ctx context.Context, pod *v1.Pod, patch []byte) error {
+		if _, err := c.client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			return fmt.Errorf("change the owner of pod %s (replicaset %s): %w", pod.Name, controller.Key(rs), err)
 		}
-		return adoptErr
-	}
-	for _, pod := range pods {
-		ref := metav1.GetControllerOf(pod)
-		matches := selector.Matches(labels.Set(pod.Labels))
-		switch {
-		case ref != nil && ref.UID != rs.UID:
-			// Someone else's.
-		case ref != nil && matches:
-			claimed = append(claimed, pod)
-		case ref != nil:
-			if rs.DeletionTimestamp != nil {
-				continue // the garbage collector will take care of it
-			}
-			if err := c.release(ctx, rs, pod); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsGone(err) {
-				errs = append(errs, err)
-			}
-		case !matches || rs.DeletionTimestamp != nil || pod.DeletionTimestamp != nil:
-			// An orphan that is not ours to take.
-		default:
-			if err := canAdopt(); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			if err := c.adopt(ctx, rs, pod); err != nil {
-				if !apierrors.IsNotFound(err) {
-					errs = append(errs, err)
-				}
-				continue
-			}
-			claimed = append(claimed, pod)
-		}
-	}
-	return claimed, errors.Join(errs...)
-}
-
-type ownerPatch struct {
-	Metadata ownerPatchMeta `json:"metadata"`
-}
-
-type ownerPatchMeta struct {
-	OwnerReferences []map[string]any `json:"ownerReferences"`
-	UID             types.UID        `json:"uid"`
-}
-
-// adopt patches rs in as pod's controller.
-func (c *Controller) adopt(ctx context.Context, rs *appsv1.ReplicaSet, pod *v1.Pod) error {
-	patch, err := json.Marshal(ownerPatch{Metadata: ownerPatchMeta{
-		OwnerReferences: []map[string]any{{
-			"apiVersion":         controllerKind.GroupVersion().String(),
-			"kind":               controllerKind.Kind,
-			"name":               rs.Name,
-			"uid":                rs.UID,
-			"controller":         true,
-			"blockOwnerDeletion": true,
-		}},
-		UID: pod.UID,
-	}})
-	if err != nil {
-		return fmt.Errorf("adoption patch: %w", err)
-	}
-	if _, err := c.client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		return fmt.Errorf("adopt pod %s into %s: %w", pod.Name, controller.Key(rs), err)
-	}
-	c.logger.Info("adopted pod", "replicaset", controller.Key(rs), "pod", pod.Name)
-	return nil
-}
-
-// release removes rs's owner reference from pod.
-func (c *Controller) release(ctx context.Context, rs *appsv1.ReplicaSet, pod *v1.Pod) error {
-	patch, err := json.Marshal(ownerPatch{Metadata: ownerPatchMeta{
-		OwnerReferences: []map[string]any{{"$patch": "delete", "uid": rs.UID}},
-		UID:             pod.UID,
-	}})
-	if err != nil {
-		return fmt.Errorf("release patch: %w", err)
-	}
-	if _, err := c.client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		return fmt.Errorf("release pod %s from %s: %w", pod.Name, controller.Key(rs), err)
-	}
-	c.logger.Info("released pod", "replicaset", controller.Key(rs), "pod", pod.Name)
-	return nil
+		c.logger.Info("adopted or released pod", "replicaset", controller.Key(rs), "pod", pod.Name)
+		return nil
+	})
 }
 
 // calculateStatus counts rs's pods. observedGeneration only advances when
