@@ -11,8 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -150,45 +148,18 @@ func RunAPI(ctx context.Context, o APIOptions) (_ *APIReport, retErr error) {
 		Ops:      o.Ops,
 		NumCPU:   runtime.NumCPU(),
 	}
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
-		return nil, err
-	}
-	tmp, err := os.MkdirTemp(o.Dir, "synod-bench-api-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(tmp)
-
-	dir := filepath.Join(tmp, "synod")
-	apiProgressf(o, "synod: starting %d masters with the Kubernetes API under %s", o.Masters, dir)
-	c, err := launch.Start(ctx, launch.Options{
-		Binary:      o.SynodBinary,
-		Masters:     o.Masters,
-		Dir:         dir,
-		API:         true,
-		Logger:      o.Logger,
-		StopTimeout: 5 * time.Second, // the data is thrown away
-	})
-	if c != nil {
-		defer func() {
-			apiProgressf(o, "synod: stopping cluster")
-			if err := c.Stop(); err != nil && retErr == nil {
-				retErr = fmt.Errorf("bench: stop cluster: %w", err)
-			}
-		}()
-	}
-	if err != nil {
-		return rep, fmt.Errorf("bench: start cluster: %w", err)
-	}
-	// Explain a failure with the masters' logs while they still exist.
-	withLogs := func(err error) error {
-		if err == nil || ctx.Err() != nil {
-			return err
+	c, stop, err := o.startCluster(ctx, "api", fmt.Sprintf("%d masters with the Kubernetes API", o.Masters), launch.Options{Masters: o.Masters})
+	defer func() {
+		if err := stop(); err != nil && retErr == nil {
+			retErr = err
 		}
-		return fmt.Errorf("%w%s", err, logTails(c.Masters()))
+	}()
+	if err != nil {
+		return rep, err
 	}
+	withLogs := func(err error) error { return c.withLogs(ctx, err) }
 
-	b, err := newAPIBench(o, c)
+	b, err := newAPIBench(o, c.Cluster)
 	if err != nil {
 		return rep, withLogs(err)
 	}
@@ -216,7 +187,7 @@ func RunAPI(ctx context.Context, o APIOptions) (_ *APIReport, retErr error) {
 		if res.WatchMissed > 0 {
 			note += fmt.Sprintf("  (%d pods not seen by the watcher within %s)", res.WatchMissed, o.WatchTimeout)
 		}
-		apiProgressf(o, "synod  %-10s clients=%-3d %8.0f creates/s  p50 %s  p99 %s  watch p50 %s  p99 %s%s",
+		o.progressf("synod  %-10s clients=%-3d %8.0f creates/s  p50 %s  p99 %s  watch p50 %s  p99 %s%s",
 			res.Phase, n, res.CreatesPerSec, fmtMs(res.P50), fmtMs(res.P99), fmtMs(res.WatchP50), fmtMs(res.WatchP99), note)
 	}
 	if err := w.failure(); err != nil {
@@ -325,7 +296,7 @@ func (b *apiBench) ready(ctx context.Context) error {
 		}
 	}
 
-	apiProgressf(b.o, "synod: waiting for the API on %d masters", len(b.urls))
+	b.o.progressf("synod: waiting for the API on %d masters", len(b.urls))
 	for i, cs := range clis {
 		err := retry("GET /readyz and list namespaces on "+b.urls[i], func(ctx context.Context) error {
 			if _, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx); err != nil {
@@ -463,7 +434,7 @@ func (b *apiBench) startWatcher(ctx context.Context) (*apiWatcher, error) {
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	w := &apiWatcher{tracker: newWatchTracker(), cancel: cancel, done: make(chan struct{}), conns: conns}
-	apiProgressf(b.o, "synod: watching pods in %q through %s from resourceVersion %s", APINamespace, url, list.ResourceVersion)
+	b.o.progressf("synod: watching pods in %q through %s from resourceVersion %s", APINamespace, url, list.ResourceVersion)
 	go w.run(wctx, cs, list.ResourceVersion)
 	return w, nil
 }
@@ -715,8 +686,4 @@ func (r *APIReport) JSON() ([]byte, error) {
 		return nil, err
 	}
 	return append(b, '\n'), nil
-}
-
-func apiProgressf(o APIOptions, format string, args ...any) {
-	fmt.Fprintf(o.Progress, format+"\n", args...)
 }

@@ -123,45 +123,18 @@ func RunPods(ctx context.Context, o PodsOptions) (_ *PodsReport, retErr error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("bench: the worker benchmark needs root (network namespaces, containerd)")
 	}
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
-	tmp, err := os.MkdirTemp(o.Dir, "synod-bench-pods-")
-	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-
-	dir := filepath.Join(tmp, "synod")
-	podsProgressf(o, "synod: starting %d master(s) and %d worker(s) under %s", o.Masters, o.Workers, dir)
 	start := time.Now()
-	c, err := launch.Start(ctx, launch.Options{
-		Binary:      o.SynodBinary,
-		Masters:     o.Masters,
-		Workers:     o.Workers,
-		Dir:         dir,
-		API:         true,
-		Logger:      o.Logger,
-		StopTimeout: 5 * time.Second,
-	})
-	if c != nil {
-		defer func() {
-			podsProgressf(o, "synod: stopping cluster")
-			if err := c.Stop(); err != nil && retErr == nil {
-				retErr = fmt.Errorf("bench: stop cluster: %w", err)
-			}
-		}()
-	}
-	if err != nil {
-		return rep, fmt.Errorf("bench: start cluster: %w", err)
-	}
-	withLogs := func(err error) error {
-		if err == nil || ctx.Err() != nil {
-			return err
+	c, stop, err := o.startCluster(ctx, "pods", fmt.Sprintf("%d master(s) and %d worker(s)", o.Masters, o.Workers), launch.Options{Masters: o.Masters, Workers: o.Workers})
+	defer func() {
+		if err := stop(); err != nil && retErr == nil {
+			retErr = err
 		}
-		return fmt.Errorf("%w%s%s", err, logTails(c.Masters()), workerLogTails(dir, o.Workers))
+	}()
+	if err != nil {
+		return rep, err
 	}
-	b, err := newAPIBench(APIOptions{LaunchOptions: o.LaunchOptions}, c)
+	withLogs := func(err error) error { return c.withLogs(ctx, err) }
+	b, err := newAPIBench(APIOptions{LaunchOptions: o.LaunchOptions}, c.Cluster)
 	if err != nil {
 		return rep, withLogs(err)
 	}
@@ -177,7 +150,7 @@ func RunPods(ctx context.Context, o PodsOptions) (_ *PodsReport, retErr error) {
 		return rep, withLogs(err)
 	}
 	rep.NodesReady = time.Since(start)
-	podsProgressf(o, "%d worker node(s) Ready %s after the start", o.Workers, rep.NodesReady.Round(time.Millisecond))
+	o.progressf("%d worker node(s) Ready %s after the start", o.Workers, rep.NodesReady.Round(time.Millisecond))
 	runErr := podsRun(ctx, o, clis, rep)
 	// Delete the pods even after a failure, so the workers drain quickly.
 	if err := podsDelete(ctx, o, clis); err != nil && runErr == nil {
@@ -191,7 +164,7 @@ func RunPods(ctx context.Context, o PodsOptions) (_ *PodsReport, retErr error) {
 func podsReady(ctx context.Context, o PodsOptions, cs *kubernetes.Clientset) error {
 	rctx, cancel := context.WithTimeout(ctx, o.ReadyTimeout)
 	defer cancel()
-	podsProgressf(o, "waiting for the namespace and %d Ready worker node(s)", o.Workers)
+	o.progressf("waiting for the namespace and %d Ready worker node(s)", o.Workers)
 	var last error
 	for {
 		last = podsReadyOnce(rctx, o, cs)
@@ -394,7 +367,7 @@ func podsRun(ctx context.Context, o PodsOptions, clis []*kubernetes.Clientset, r
 	if o.Rate > 0 {
 		pace = fmt.Sprintf("at %g/s", o.Rate)
 	}
-	podsProgressf(o, "creating %d pods (%s, sleep 3600) with %d clients %s", o.Pods, launch.TestImage, o.Clients, pace)
+	o.progressf("creating %d pods (%s, sleep 3600) with %d clients %s", o.Pods, launch.TestImage, o.Clients, pace)
 	var seq atomic.Int64
 	begin := time.Now()
 	d := drive(ctx, o.Clients, 0, o.Pods, o.OpTimeout, func(octx context.Context, i int) error {
@@ -419,7 +392,7 @@ func podsRun(ctx context.Context, o PodsOptions, clis []*kubernetes.Clientset, r
 	if d.errors > 0 {
 		return fmt.Errorf("bench: %d of %d pod creates failed, first: %w", d.errors, o.Pods, d.firstErr)
 	}
-	podsProgressf(o, "created %d pods in %s; waiting until they run", o.Pods, d.elapsed.Round(time.Millisecond))
+	o.progressf("created %d pods in %s; waiting until they run", o.Pods, d.elapsed.Round(time.Millisecond))
 
 	timeout := time.NewTimer(o.Timeout)
 	defer timeout.Stop()
@@ -440,7 +413,7 @@ func podsRun(ctx context.Context, o PodsOptions, clis []*kubernetes.Clientset, r
 			t.mu.Lock()
 			n := len(t.running)
 			t.mu.Unlock()
-			podsProgressf(o, "%d of %d pods running", n, o.Pods)
+			o.progressf("%d of %d pods running", n, o.Pods)
 		}
 	}
 	lat, first, last := t.result()
@@ -461,7 +434,7 @@ func podsRun(ctx context.Context, o PodsOptions, clis []*kubernetes.Clientset, r
 		return fmt.Errorf("bench: only %d of %d pods running within %s", rep.Running, o.Pods, o.Timeout)
 	}
 	p50, p99, maxLat := latencies(lat)
-	podsProgressf(o, "%d pods running after %s: p50 %s, p99 %s, max %s", rep.Running, rep.Elapsed.Round(time.Millisecond),
+	o.progressf("%d pods running after %s: p50 %s, p99 %s, max %s", rep.Running, rep.Elapsed.Round(time.Millisecond),
 		fmtMs(p50), fmtMs(p99), fmtMs(maxLat))
 	return nil
 }
@@ -477,7 +450,7 @@ func podsDelete(ctx context.Context, o PodsOptions, clis []*kubernetes.Clientset
 	if err != nil {
 		return fmt.Errorf("bench: list pods to delete: %w", err)
 	}
-	podsProgressf(o, "deleting %d pods", len(list.Items))
+	o.progressf("deleting %d pods", len(list.Items))
 	zero := int64(0)
 	var next atomic.Int64
 	d := drive(ctx, min(o.Clients, max(len(list.Items), 1)), 0, len(list.Items), o.OpTimeout, func(octx context.Context, i int) error {
@@ -618,8 +591,4 @@ func (r *PodsReport) JSON() ([]byte, error) {
 		return nil, err
 	}
 	return append(b, '\n'), nil
-}
-
-func podsProgressf(o PodsOptions, format string, args ...any) {
-	fmt.Fprintf(o.Progress, format+"\n", args...)
 }

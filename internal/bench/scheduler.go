@@ -10,8 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -126,44 +124,17 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (_ *SchedulerReport, 
 		return nil, err
 	}
 	rep := &SchedulerReport{Started: time.Now(), Masters: o.Masters, Nodes: o.Nodes, Pods: o.Pods, NumCPU: runtime.NumCPU()}
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
-		return nil, err
-	}
-	tmp, err := os.MkdirTemp(o.Dir, "synod-bench-scheduler-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(tmp)
-
-	dir := filepath.Join(tmp, "synod")
-	schedProgressf(o, "synod: starting %d master(s) without scheduler and controllers under %s", o.Masters, dir)
-	c, err := launch.Start(ctx, launch.Options{
-		Binary:      o.SynodBinary,
-		Masters:     o.Masters,
-		Dir:         dir,
-		API:         true,
-		ExtraArgs:   append([]string{"--scheduler=false", "--controllers=-*"}, o.ExtraArgs...),
-		Logger:      o.Logger,
-		StopTimeout: 5 * time.Second,
-	})
-	if c != nil {
-		defer func() {
-			schedProgressf(o, "synod: stopping cluster")
-			if err := c.Stop(); err != nil && retErr == nil {
-				retErr = fmt.Errorf("bench: stop cluster: %w", err)
-			}
-		}()
-	}
-	if err != nil {
-		return rep, fmt.Errorf("bench: start cluster: %w", err)
-	}
-	withLogs := func(err error) error {
-		if err == nil || ctx.Err() != nil {
-			return err
+	c, stop, err := o.startCluster(ctx, "scheduler", fmt.Sprintf("%d master(s) without scheduler and controllers", o.Masters), launch.Options{Masters: o.Masters, ExtraArgs: append([]string{"--scheduler=false", "--controllers=-*"}, o.ExtraArgs...)})
+	defer func() {
+		if err := stop(); err != nil && retErr == nil {
+			retErr = err
 		}
-		return fmt.Errorf("%w%s", err, logTails(c.Masters()))
+	}()
+	if err != nil {
+		return rep, err
 	}
-	b, err := newAPIBench(APIOptions{LaunchOptions: o.LaunchOptions}, c)
+	withLogs := func(err error) error { return c.withLogs(ctx, err) }
+	b, err := newAPIBench(APIOptions{LaunchOptions: o.LaunchOptions}, c.Cluster)
 	if err != nil {
 		return rep, withLogs(err)
 	}
@@ -202,7 +173,7 @@ func schedSetup(ctx context.Context, o SchedulerOptions, b *apiBench, conns *con
 	}
 
 	var seq atomic.Int64
-	schedProgressf(o, "creating %d nodes", o.Nodes)
+	o.progressf("creating %d nodes", o.Nodes)
 	d := drive(ctx, o.Clients, 0, o.Nodes, o.OpTimeout, func(octx context.Context, i int) error {
 		_, err := clis[i].CoreV1().Nodes().Create(octx, schedNode(fmt.Sprintf("node-%d", seq.Add(1))), metav1.CreateOptions{})
 		return err
@@ -215,7 +186,7 @@ func schedSetup(ctx context.Context, o SchedulerOptions, b *apiBench, conns *con
 	}
 
 	seq.Store(0)
-	schedProgressf(o, "creating %d pending pods", o.Pods)
+	o.progressf("creating %d pending pods", o.Pods)
 	d = drive(ctx, o.Clients, 0, o.Pods, o.OpTimeout, func(octx context.Context, i int) error {
 		_, err := clis[i].CoreV1().Pods(SchedulerNamespace).Create(octx, schedPod(fmt.Sprintf("pod-%d", seq.Add(1))), metav1.CreateOptions{})
 		return err
@@ -227,7 +198,7 @@ func schedSetup(ctx context.Context, o SchedulerOptions, b *apiBench, conns *con
 		return fmt.Errorf("bench: %d of %d pod creates failed, first: %v", d.errors, o.Pods, d.firstErr)
 	}
 	rep.CreatePodsPerSec = float64(o.Pods) / d.elapsed.Seconds()
-	schedProgressf(o, "created %d pods at %.0f/s", o.Pods, rep.CreatePodsPerSec)
+	o.progressf("created %d pods at %.0f/s", o.Pods, rep.CreatePodsPerSec)
 	return nil
 }
 
@@ -343,7 +314,7 @@ func schedRun(ctx context.Context, o SchedulerOptions, b *apiBench, conns *connS
 	}); err != nil {
 		return err
 	}
-	schedProgressf(o, "starting the scheduler")
+	o.progressf("starting the scheduler")
 	start := time.Now()
 	factory.Start(sctx.Done())
 	done := make(chan struct{})
@@ -358,7 +329,7 @@ func schedRun(ctx context.Context, o SchedulerOptions, b *apiBench, conns *connS
 		defer close(done)
 		for typ, ok := range synced {
 			if !ok {
-				schedProgressf(o, "scheduler informer for %v did not sync", typ)
+				o.progressf("scheduler informer for %v did not sync", typ)
 				return
 			}
 		}
@@ -382,7 +353,7 @@ func schedRun(ctx context.Context, o SchedulerOptions, b *apiBench, conns *connS
 			w.mu.Lock()
 			n := len(w.bound)
 			w.mu.Unlock()
-			schedProgressf(o, "%6.1fs: %d/%d pods bound", time.Since(start).Seconds(), n, o.Pods)
+			o.progressf("%6.1fs: %d/%d pods bound", time.Since(start).Seconds(), n, o.Pods)
 		}
 	}
 	w.mu.Lock()
@@ -415,7 +386,7 @@ func schedRun(ctx context.Context, o SchedulerOptions, b *apiBench, conns *connS
 	if st := s.Stats(); st.Unschedulable > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%d pods were unschedulable at the end", st.Unschedulable))
 	}
-	schedProgressf(o, "%d pods bound in %s: %.0f pods/s", rep.Bound, rep.Elapsed.Round(time.Millisecond), rep.PodsPerSec)
+	o.progressf("%d pods bound in %s: %.0f pods/s", rep.Bound, rep.Elapsed.Round(time.Millisecond), rep.PodsPerSec)
 	return nil
 }
 
@@ -486,8 +457,4 @@ func (r *SchedulerReport) JSON() ([]byte, error) {
 		return nil, err
 	}
 	return append(b, '\n'), nil
-}
-
-func schedProgressf(o SchedulerOptions, format string, args ...any) {
-	fmt.Fprintf(o.Progress, format+"\n", args...)
 }
