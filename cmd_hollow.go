@@ -1,24 +1,20 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
 	"os/signal"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"synod/internal/hollow"
+	"synod/node/apilb"
 )
 
 func hollowCommand() *cli.Command {
@@ -65,10 +61,16 @@ func runHollow(c *cli.Context) error {
 	if err != nil {
 		return usageError(c, "--kubeconfig: %v", err)
 	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := logger(c)
 	if servers := c.StringSlice("server"); len(servers) > 0 {
-		if err := failoverDial(cfg, servers); err != nil {
+		// The workers' local balancer, so the nodes outlive any one master.
+		lb, err := apilb.Start(ctx, apilb.Config{ListenAddr: "127.0.0.1:0", Servers: servers, Logger: log.With("component", "apilb")})
+		if err != nil {
 			return usageError(c, "--server: %v", err)
 		}
+		cfg.Host = lb.URL()
 	}
 	cfg.QPS, cfg.Burst = 200, 400
 	client, err := kubernetes.NewForConfig(cfg)
@@ -84,9 +86,6 @@ func runHollow(c *cli.Context) error {
 		specs = append(specs, hollow.NodeSpec{Name: name, CPU: c.String("cpu"), Memory: c.String("memory"),
 			Pods: c.Int("max-pods"), Labels: labels, Taints: taints})
 	}
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	log := logger(c)
 	k, err := hollow.Start(ctx, client, specs, hollow.Options{LeaseRenewInterval: c.Duration("lease-renew-interval"), Logger: log})
 	if err != nil {
 		return runtimeError(c, err)
@@ -135,35 +134,4 @@ func parseTaints(s string) ([]v1.Taint, error) {
 		out = append(out, v1.Taint{Key: k, Value: v, Effect: v1.TaintEffect(effect)})
 	}
 	return out, nil
-}
-
-// failoverDial makes cfg connect to the first reachable of servers,
-// starting with the one that worked last, so the process outlives the
-// master it first talked to. (Workers get the real balancer with gossip.)
-// The servers must share the TLS name the kubeconfig's server has.
-func failoverDial(cfg *rest.Config, servers []string) error {
-	var addrs []string
-	for _, s := range servers {
-		u, err := url.Parse(s)
-		if err != nil || u.Host == "" {
-			return fmt.Errorf("%q is not a URL", s)
-		}
-		addrs = append(addrs, u.Host)
-	}
-	var current atomic.Int32
-	cfg.Dial = func(ctx context.Context, network, _ string) (net.Conn, error) {
-		var lastErr error
-		for i := range addrs {
-			idx := (int(current.Load()) + i) % len(addrs)
-			d := net.Dialer{Timeout: time.Second}
-			conn, err := d.DialContext(ctx, network, addrs[idx])
-			if err == nil {
-				current.Store(int32(idx))
-				return conn, nil
-			}
-			lastErr = err
-		}
-		return nil, lastErr
-	}
-	return nil
 }
