@@ -8,7 +8,11 @@ GO ?= go
 # containerd and runc run the node runtime's containers; busybox-static is
 # the test image's only binary; iptables and iproute2 are what the service
 # proxy and pod networking program (inside network namespaces the tests make).
-APT_PACKAGES := etcd-client etcd-server containerd runc iptables busybox-static iproute2
+# packer, qemu, ansible, the linters, debootstrap and systemd-nspawn build and
+# check the machine image and the Ansible testbed (packer/, ansible/).
+APT_PACKAGES := etcd-client etcd-server containerd runc iptables busybox-static iproute2 \
+	packer qemu-system-x86 qemu-utils xorriso ansible ansible-lint yamllint \
+	debootstrap systemd-container openssh-client
 
 .PHONY: deps build vet test up bench clean
 
