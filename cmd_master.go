@@ -64,6 +64,8 @@ func masterCommand() *cli.Command {
 			&cli.StringFlag{Name: "pki-dir", Usage: "CA directory used when certificate files are not given; an admin.kubeconfig is written there (default \"<data-dir>/pki\")"},
 			&cli.StringFlag{Name: "service-cluster-ip-range", Value: "10.96.0.0/12", Usage: "CIDR that Service cluster IPs are allocated from"},
 			&cli.BoolFlag{Name: "allow-even-cluster", Usage: "allow an even-sized --initial-cluster (not recommended)"},
+			// test-only: proves the chaos checks can fail (chaos/check tests).
+			&cli.StringFlag{Name: "unsafe-chaos-bug", Hidden: true, Usage: "test-only deliberate consistency bug: \"stale-reads\""},
 		}, append(componentFlags(), gossipFlags()...)...),
 		Action: runMaster,
 	}
@@ -129,6 +131,8 @@ func masterConfig(c *cli.Context) (raftstore.Config, error) {
 
 		AutoCompactionMode:      c.String("auto-compaction-mode"),
 		AutoCompactionRetention: c.String("auto-compaction-retention"),
+
+		UnsafeChaosBug: c.String("unsafe-chaos-bug"), // test-only: proves the chaos checks can fail
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = name + ".synod"

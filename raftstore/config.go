@@ -61,7 +61,17 @@ type Config struct {
 	// same names; an empty or zero retention disables auto-compaction.
 	AutoCompactionMode      string
 	AutoCompactionRetention string
+
+	// UnsafeChaosBug (test-only: proves the chaos checks can fail) turns on
+	// a deliberate consistency bug: "stale-reads" serves linearizable reads
+	// from this member's local state without a read index. Never set it
+	// outside tests (`synod master --unsafe-chaos-bug`, hidden).
+	UnsafeChaosBug string
 }
+
+// UnsafeChaosBugStaleReads is the UnsafeChaosBug that serves linearizable
+// reads from the local state (test-only: proves the chaos checks can fail).
+const UnsafeChaosBugStaleReads = "stale-reads"
 
 // Defaults tuned for a LAN: fail over well under two seconds while staying
 // stable on a loaded two-core machine.
@@ -163,6 +173,10 @@ func (c Config) Validate() error {
 	}
 	if _, err := parseCompaction(c.AutoCompactionMode, c.AutoCompactionRetention); err != nil {
 		return err
+	}
+	// test-only: proves the chaos checks can fail.
+	if c.UnsafeChaosBug != "" && c.UnsafeChaosBug != UnsafeChaosBugStaleReads {
+		return fmt.Errorf("--unsafe-chaos-bug must be %q, not %q", UnsafeChaosBugStaleReads, c.UnsafeChaosBug)
 	}
 	if c.ElectionTimeout < c.HeartbeatTimeout {
 		return fmt.Errorf("election timeout (%s) must be >= heartbeat timeout (%s)", c.ElectionTimeout, c.HeartbeatTimeout)

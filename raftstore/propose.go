@@ -87,6 +87,9 @@ func (s *Server) readIndex() (uint64, error) {
 // linearizableBarrier returns once this member's FSM is up to date enough to
 // serve a linearizable read that started before the call.
 func (s *Server) linearizableBarrier(ctx context.Context) error {
+	if s.cfg.UnsafeChaosBug == UnsafeChaosBugStaleReads {
+		return nil // test-only: proves the chaos checks can fail
+	}
 	hold := time.Now().Add(s.holdTimeout())
 	for {
 		if s.raft.State() == raft.Leader {

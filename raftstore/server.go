@@ -105,6 +105,9 @@ func Open(cfg Config, logger *slog.Logger) (_ *Server, retErr error) {
 		stopCh:    make(chan struct{}),
 		removedCh: make(chan struct{}),
 	}
+	if cfg.UnsafeChaosBug != "" { // test-only: proves the chaos checks can fail
+		s.log.Warn("UNSAFE: deliberate consistency bug enabled (test-only)", "unsafe-chaos-bug", cfg.UnsafeChaosBug)
+	}
 	defer func() {
 		if retErr != nil {
 			s.Close()
