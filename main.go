@@ -62,6 +62,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			imageCommand(),
 			workerCommand(),
 			membersCommand(),
+			pkiCommand(),
 		},
 		Action: requireSubcommand,
 		// Errors are printed and turned into exit codes by exitCode, not
