@@ -37,6 +37,11 @@ type Op struct {
 	OK      bool   `json:"ok"`                // the server answered with success
 	Unknown bool   `json:"unknown,omitempty"` // a write with no answer: may or may not have happened
 	Err     string `json:"err,omitempty"`
+	// Ended is when the client gave up on an op (Return is Unknown then,
+	// or the op failed); for timelines only.
+	Ended int64 `json:"ended,omitempty"`
+	// Endpoint is the member (or members) the client sent the op to.
+	Endpoint string `json:"endpoint,omitempty"`
 
 	Revision  int64  `json:"revision,omitempty"` // response header revision
 	Found     bool   `json:"found,omitempty"`    // get: the key existed; delete: a key was deleted
@@ -75,10 +80,14 @@ type WatchResume struct {
 
 // Watcher describes one watcher: what it watched, from which revision.
 type Watcher struct {
-	Watcher  int    `json:"watcher"`
-	Prefix   string `json:"prefix"`
-	Endpoint string `json:"endpoint,omitempty"`
-	StartRev int64  `json:"start_rev"` // the first revision it asked for
+	Watcher int    `json:"watcher"`
+	Prefix  string `json:"prefix"`
+	// All: the watcher watched the whole keyspace (Prefix is then only the
+	// part whose values it recorded), so it must see every revision.
+	All      bool  `json:"all,omitempty"`
+	StartRev int64 `json:"start_rev"` // the first revision it asked for
+	// LastRev is the last revision it received before it was stopped.
+	LastRev int64 `json:"last_rev"`
 }
 
 // KubeOp is one Kubernetes-API operation as seen by one client.
@@ -98,13 +107,34 @@ type KubeOp struct {
 	ResourceVersion string `json:"resource_version,omitempty"`
 }
 
+// KubeObject is one workload object as one apiserver returned it after the
+// run.
+type KubeObject struct {
+	Server   string `json:"server"`
+	Resource string `json:"resource"`
+	Name     string `json:"name"`
+	Data     string `json:"data,omitempty"`
+}
+
+// KubeFinal is what every apiserver returned for the workload's objects
+// after the run.
+type KubeFinal struct {
+	Server  string       `json:"server"`
+	Objects []KubeObject `json:"objects"`
+	Err     string       `json:"err,omitempty"` // the final read failed
+}
+
 // History is everything the workload recorded.
 type History struct {
+	// StartRev is the store's revision before the first op; the workload's
+	// keys did not exist then.
+	StartRev     int64         `json:"start_rev"`
 	Ops          []Op          `json:"ops"`
 	Watchers     []Watcher     `json:"watchers,omitempty"`
 	Watches      []WatchEvent  `json:"watches"`
 	WatchResumes []WatchResume `json:"watch_resumes"`
 	Kube         []KubeOp      `json:"kube"`
+	KubeFinal    []KubeFinal   `json:"kube_final,omitempty"`
 	// KeyPrefix is the prefix all workload keys share (the watchers watch it).
 	KeyPrefix string `json:"key_prefix,omitempty"`
 	// KubeNamespace is where the Kubernetes-API clients' objects live.
@@ -120,19 +150,9 @@ func (h *History) WriteDir(dir string) error {
 		name string
 		v    any
 	}{
-		{"ops.json", struct {
-			KeyPrefix string `json:"key_prefix"`
-			Ops       []Op   `json:"ops"`
-		}{h.KeyPrefix, h.Ops}},
-		{"watch.json", struct {
-			Watchers []Watcher     `json:"watchers"`
-			Events   []WatchEvent  `json:"events"`
-			Resumes  []WatchResume `json:"resumes"`
-		}{h.Watchers, h.Watches, h.WatchResumes}},
-		{"kube.json", struct {
-			Namespace string   `json:"namespace"`
-			Ops       []KubeOp `json:"ops"`
-		}{h.KubeNamespace, h.Kube}},
+		{"ops.json", opsFile{h.KeyPrefix, h.StartRev, h.Ops}},
+		{"watch.json", watchFile{h.Watchers, h.Watches, h.WatchResumes}},
+		{"kube.json", kubeFile{h.KubeNamespace, h.Kube, h.KubeFinal}},
 	}
 	for _, f := range files {
 		b, err := json.MarshalIndent(f.v, "", " ")
@@ -146,22 +166,31 @@ func (h *History) WriteDir(dir string) error {
 	return nil
 }
 
+type opsFile struct {
+	KeyPrefix string `json:"key_prefix"`
+	StartRev  int64  `json:"start_rev"`
+	Ops       []Op   `json:"ops"`
+}
+
+type watchFile struct {
+	Watchers []Watcher     `json:"watchers"`
+	Events   []WatchEvent  `json:"events"`
+	Resumes  []WatchResume `json:"resumes"`
+}
+
+type kubeFile struct {
+	Namespace string      `json:"namespace"`
+	Ops       []KubeOp    `json:"ops"`
+	Final     []KubeFinal `json:"final"`
+}
+
 // ReadDir reads a history WriteDir wrote.
 func ReadDir(dir string) (*History, error) {
-	h := &History{}
-	var ops struct {
-		KeyPrefix string `json:"key_prefix"`
-		Ops       []Op   `json:"ops"`
-	}
-	var w struct {
-		Watchers []Watcher     `json:"watchers"`
-		Events   []WatchEvent  `json:"events"`
-		Resumes  []WatchResume `json:"resumes"`
-	}
-	var k struct {
-		Namespace string   `json:"namespace"`
-		Ops       []KubeOp `json:"ops"`
-	}
+	var (
+		ops opsFile
+		w   watchFile
+		k   kubeFile
+	)
 	for name, v := range map[string]any{"ops.json": &ops, "watch.json": &w, "kube.json": &k} {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
@@ -171,8 +200,7 @@ func ReadDir(dir string) (*History, error) {
 			return nil, fmt.Errorf("history: decode %s: %w", name, err)
 		}
 	}
-	h.KeyPrefix, h.Ops = ops.KeyPrefix, ops.Ops
-	h.Watchers, h.Watches, h.WatchResumes = w.Watchers, w.Events, w.Resumes
-	h.KubeNamespace, h.Kube = k.Namespace, k.Ops
-	return h, nil
+	return &History{KeyPrefix: ops.KeyPrefix, StartRev: ops.StartRev, Ops: ops.Ops,
+		Watchers: w.Watchers, Watches: w.Events, WatchResumes: w.Resumes,
+		KubeNamespace: k.Namespace, Kube: k.Ops, KubeFinal: k.Final}, nil
 }
