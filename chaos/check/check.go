@@ -7,7 +7,10 @@ import (
 	"synod/chaos/history"
 )
 
-// Fault is one fault of the harness's timeline.
+// Fault is one fault of the harness's timeline. Target names the masters it
+// hit (MasterState.Name, comma-separated); a Kind containing "kill", or
+// "restart", means they were SIGKILLed at Start, which is how the
+// leadership check ends a term that logged no stop.
 type Fault struct {
 	Kind   string    `json:"kind"`
 	Target string    `json:"target"`
@@ -38,6 +41,9 @@ type Input struct {
 	RecoveryFrom func(t time.Time) (time.Time, bool)
 	// LinearizabilityTimeout bounds porcupine; default 2m.
 	LinearizabilityTimeout time.Duration
+	// SettleTimeout bounds the wait for the healed cluster to take the
+	// final write and for every member to catch up; default 60s.
+	SettleTimeout time.Duration
 }
 
 // Result is one check's verdict.
@@ -48,7 +54,85 @@ type Result struct {
 	Details  any    `json:"details,omitempty"`
 }
 
-// Run runs every check and returns their results in a fixed order.
+// Run runs every check and returns their results in a fixed order:
+// linearizability, revisions, no-lost-writes, convergence, watches,
+// single-active-kube-scheduler, single-active-kube-controller-manager,
+// kube-objects, recovery-writes, recovery-kube-scheduler. A check that
+// cannot run (the cluster unreachable, a log missing) fails with the reason.
 func Run(ctx context.Context, in Input) []Result {
-	return nil
+	if in.LinearizabilityTimeout <= 0 {
+		in.LinearizabilityTimeout = 2 * time.Minute
+	}
+	if in.SettleTimeout <= 0 {
+		in.SettleTimeout = 60 * time.Second
+	}
+	if in.History == nil {
+		in.History = &history.History{}
+	}
+	var out []Result
+	out = append(out, checkLinearizability(in), checkRevisions(in))
+
+	if len(in.Masters) == 0 {
+		out = append(out, Result{Name: "no-lost-writes", Evidence: "no masters to read the final state from"},
+			Result{Name: "convergence", Evidence: "no masters to compare"}, checkWatches(in.History, nil))
+	} else {
+		members, _, err := collectMembers(ctx, in)
+		if err != nil {
+			out = append(out, Result{Name: "no-lost-writes", Evidence: err.Error()}, Result{Name: "convergence", Evidence: err.Error()})
+			out = append(out, checkWatches(in.History, nil))
+		} else {
+			out = append(out, checkLostWrites(in.History, members), checkConvergence(members))
+			var replay []history.WatchEvent
+			for _, m := range members {
+				if m.ReplayErr == "" && m.Final != nil {
+					replay = m.Events
+					break
+				}
+			}
+			out = append(out, checkWatches(in.History, replay))
+		}
+	}
+
+	if in.SchedulerLease || in.ControllerLease {
+		terms, err := readIntervals(in.Masters, in.Faults)
+		for _, c := range []struct {
+			on   bool
+			name string
+		}{{in.SchedulerLease, SchedulerLease}, {in.ControllerLease, ControllerManagerLease}} {
+			if !c.on {
+				continue
+			}
+			if err != nil {
+				out = append(out, Result{Name: "single-active-" + c.name, Evidence: err.Error()})
+			} else {
+				out = append(out, checkLeadership(c.name, terms))
+			}
+		}
+		out = append(out, checkKube(in.History), checkWriteRecovery(in))
+		if in.SchedulerLease {
+			if err != nil {
+				out = append(out, Result{Name: "recovery-" + SchedulerLease, Evidence: err.Error()})
+			} else {
+				out = append(out, checkComponentRecovery(SchedulerLease, terms, in.Faults))
+			}
+		}
+		return out
+	}
+	return append(out, checkKube(in.History), checkWriteRecovery(in))
+}
+
+// The components' Lease names, which their log records carry as component=.
+const (
+	SchedulerLease         = "kube-scheduler"
+	ControllerManagerLease = "kube-controller-manager"
+)
+
+// Passed reports whether every result passed.
+func Passed(rs []Result) bool {
+	for _, r := range rs {
+		if !r.Pass {
+			return false
+		}
+	}
+	return len(rs) > 0
 }

@@ -1,0 +1,133 @@
+package check_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"synod/chaos/check"
+	"synod/chaos/workload"
+	"synod/internal/testcluster"
+)
+
+func TestMain(m *testing.M) { testcluster.Main(m) }
+
+// Short leader-election timings so that the components elect within the
+// test (the flags of `synod master`).
+var fastLeases = []string{"--leader-elect-lease-duration", "3s", "--leader-elect-renew-deadline", "2s", "--leader-elect-retry-period", "250ms"}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimSuffix(string(b), "\n"))
+	return len(b), nil
+}
+
+func masters(c *testcluster.Cluster) []check.MasterState {
+	var out []check.MasterState
+	for _, m := range c.Launch.Masters() {
+		out = append(out, check.MasterState{Name: m.Name, Endpoint: m.ClientURL, LogPath: m.LogFile})
+	}
+	return out
+}
+
+// runWorkload runs the workload for d against c and returns the checks'
+// results.
+func runWorkload(t *testing.T, c *testcluster.Cluster, cfg workload.Config, d time.Duration, components bool) []check.Result {
+	t.Helper()
+	for _, m := range c.Launch.Masters() {
+		cfg.EtcdEndpoints = append(cfg.EtcdEndpoints, m.ClientURL)
+		if cfg.Kubeconfig != "" {
+			cfg.KubeServers = append(cfg.KubeServers, m.APIURL)
+		}
+	}
+	cfg.Logger = testLogger(t)
+	ctx, cancel := context.WithTimeout(context.Background(), d+90*time.Second)
+	defer cancel()
+	w, err := workload.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(d) // the workload's running time, not a wait for a condition
+	s := w.Stats()
+	h := w.Stop()
+	t.Logf("workload: %d etcd ops (%d ok, %d failed reads, %d unknown writes), %d kube ops (%d ok), %d watch events, %d resumes",
+		s.Ops, s.OK, s.Failed, s.Unknown, s.KubeOps, s.KubeOK, len(h.Watches), len(h.WatchResumes))
+	report := t.TempDir()
+	if err := h.WriteDir(report); err != nil {
+		t.Fatal(err)
+	}
+	rs := check.Run(ctx, check.Input{History: h, Masters: masters(c), ReportDir: report,
+		SchedulerLease: components, ControllerLease: components, LinearizabilityTimeout: 30 * time.Second})
+	for _, r := range rs {
+		t.Logf("%-40s pass=%v  %s", r.Name, r.Pass, r.Evidence)
+	}
+	if b, err := json.MarshalIndent(rs, "", " "); err == nil {
+		os.WriteFile(filepath.Join(report, "checks.json"), b, 0o644)
+	}
+	return rs
+}
+
+// A healthy 3-master cluster under the workload (etcd and Kubernetes API
+// clients, watchers) with no faults passes every check.
+func TestWorkloadOnHealthyClusterPasses(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Masters: 3, Components: true, ExtraArgs: fastLeases})
+	rs := runWorkload(t, c, workload.Config{Kubeconfig: c.Kubeconfig, Seed: 1}, 10*time.Second, true)
+	want := []string{"linearizability", "revisions", "no-lost-writes", "convergence", "watches",
+		"single-active-kube-scheduler", "single-active-kube-controller-manager", "kube-objects", "recovery-writes", "recovery-kube-scheduler"}
+	if len(rs) != len(want) {
+		t.Errorf("%d results, want %d", len(rs), len(want))
+	}
+	for i, r := range rs {
+		if i < len(want) && r.Name != want[i] {
+			t.Errorf("result %d is %s, want %s", i, r.Name, want[i])
+		}
+		if !r.Pass {
+			t.Errorf("%s failed: %s", r.Name, r.Evidence)
+		}
+	}
+}
+
+// The test-only broken build (--unsafe-chaos-bug=stale-reads: linearizable
+// reads served from the member's local state) is caught without any fault:
+// the member clients of followers read values older than writes already
+// acknowledged through the leader.
+func TestStaleReadsBugIsCaught(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Masters: 3, ExtraArgs: []string{"--unsafe-chaos-bug=stale-reads"}})
+	rs := runWorkload(t, c, workload.Config{Seed: 2, Keys: 2, Rate: 400, Watchers: 1}, 8*time.Second, false)
+	failed := map[string]check.Result{}
+	for _, r := range rs {
+		if !r.Pass {
+			failed[r.Name] = r
+		}
+	}
+	lin, ok := failed["linearizability"]
+	if !ok {
+		t.Fatalf("the linearizability check passed a store that serves stale reads")
+	}
+	if !strings.Contains(lin.Evidence, "NOT linearizable") {
+		t.Errorf("linearizability evidence: %s", lin.Evidence)
+	}
+	d, ok := lin.Details.(check.LinearizabilityDetails)
+	if !ok || d.Visualization == "" {
+		t.Errorf("no visualization written: %+v", lin.Details)
+	} else if _, err := os.Stat(d.Visualization); err != nil {
+		t.Errorf("visualization: %v", err)
+	}
+	// The bug only makes reads stale: the store itself stays correct.
+	for _, name := range []string{"no-lost-writes", "convergence"} {
+		if r, bad := failed[name]; bad {
+			t.Errorf("%s failed on a store whose writes are correct: %s", name, r.Evidence)
+		}
+	}
+}
