@@ -397,8 +397,14 @@ func (k *Kubelet) leaseLoop(ctx context.Context) {
 		// master that died or restarted under it must not stop the
 		// heartbeat (the next attempt goes through another connection).
 		rctx, cancel := context.WithTimeout(ctx, max(k.cfg.LeaseInterval, 2*time.Second))
+		start := time.Now()
 		err := k.renewLease(rctx)
 		cancel()
+		if took := time.Since(start); took > time.Second && err == nil {
+			// A slow heartbeat eats into the node's grace period: worth
+			// seeing in the log when a node flaps.
+			k.log.Warn("slow node lease renewal", "took", took.Round(time.Millisecond))
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
