@@ -3,15 +3,21 @@ package check_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
 	"synod/chaos/check"
 	"synod/chaos/workload"
+	"synod/internal/launch"
 	"synod/internal/testcluster"
 )
 
@@ -41,9 +47,9 @@ func masters(c *testcluster.Cluster) []check.MasterState {
 	return out
 }
 
-// runWorkload runs the workload for d against c and returns the checks'
-// results.
-func runWorkload(t *testing.T, c *testcluster.Cluster, cfg workload.Config, d time.Duration, components bool) []check.Result {
+// runWorkload runs the workload for d against c, with faults (if not nil)
+// running meanwhile, and returns the checks' results.
+func runWorkload(t *testing.T, c *testcluster.Cluster, cfg workload.Config, d time.Duration, components bool, faults func() []check.Fault) []check.Result {
 	t.Helper()
 	for _, m := range c.Launch.Masters() {
 		cfg.EtcdEndpoints = append(cfg.EtcdEndpoints, m.ClientURL)
@@ -58,7 +64,12 @@ func runWorkload(t *testing.T, c *testcluster.Cluster, cfg workload.Config, d ti
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(d) // the workload's running time, not a wait for a condition
+	end := time.Now().Add(d)
+	var timeline []check.Fault
+	if faults != nil {
+		timeline = faults()
+	}
+	time.Sleep(time.Until(end)) // the workload's running time, not a wait for a condition
 	s := w.Stats()
 	h := w.Stop()
 	t.Logf("workload: %d etcd ops (%d ok, %d failed reads, %d unknown writes), %d kube ops (%d ok), %d watch events, %d resumes",
@@ -67,7 +78,7 @@ func runWorkload(t *testing.T, c *testcluster.Cluster, cfg workload.Config, d ti
 	if err := h.WriteDir(report); err != nil {
 		t.Fatal(err)
 	}
-	rs := check.Run(ctx, check.Input{History: h, Masters: masters(c), ReportDir: report,
+	rs := check.Run(ctx, check.Input{History: h, Masters: masters(c), ReportDir: report, Faults: timeline, RecoveryFrom: w.FirstWriteOKAfter,
 		SchedulerLease: components, ControllerLease: components, LinearizabilityTimeout: 30 * time.Second})
 	for _, r := range rs {
 		t.Logf("%-40s pass=%v  %s", r.Name, r.Pass, r.Evidence)
@@ -78,11 +89,65 @@ func runWorkload(t *testing.T, c *testcluster.Cluster, cfg workload.Config, d ti
 	return rs
 }
 
-// A healthy 3-master cluster under the workload (etcd and Kubernetes API
-// clients, watchers) with no faults passes every check.
-func TestWorkloadOnHealthyClusterPasses(t *testing.T) {
+// raftLeader returns the index of the master that leads raft, asking each
+// member until one says it leads (bounded).
+func raftLeader(t *testing.T, c *testcluster.Cluster) int {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		for i, m := range c.Launch.Masters() {
+			cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.ClientURL}, Logger: zap.NewNop()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			st, err := cli.Status(ctx, m.ClientURL)
+			cancel()
+			cli.Close()
+			if err == nil && st.Leader == st.Header.MemberId {
+				return i
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("no raft leader within 15s")
+	return -1
+}
+
+// killLeader SIGKILLs the raft leader 3s into the workload and starts it
+// again 2s later: the fault timeline of one leader-kill.
+func killLeader(t *testing.T, c *testcluster.Cluster) func() []check.Fault {
+	return func() []check.Fault {
+		time.Sleep(3 * time.Second) // let the workload run before the fault
+		i := raftLeader(t, c)
+		name := c.Launch.Masters()[i].Name
+		f := check.Fault{Kind: "leader-kill", Target: name, Start: time.Now()}
+		if err := c.Launch.Kill(i, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second) // the fault's hold
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			err := c.Launch.StartMaster(i)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, launch.ErrRunning) || time.Now().After(deadline) {
+				t.Fatalf("restart %s: %v", name, err)
+			}
+			time.Sleep(50 * time.Millisecond) // the reaper has not waited for it yet
+		}
+		f.End = time.Now()
+		t.Logf("killed raft leader %s at %s, restarted at %s", name, f.Start.Format("15:04:05.000"), f.End.Format("15:04:05.000"))
+		return []check.Fault{f}
+	}
+}
+
+// A 3-master cluster under the workload (etcd and Kubernetes API clients,
+// watchers) through one SIGKILL of the raft leader passes every check.
+func TestWorkloadThroughLeaderKillPasses(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{Masters: 3, Components: true, ExtraArgs: fastLeases})
-	rs := runWorkload(t, c, workload.Config{Kubeconfig: c.Kubeconfig, Seed: 1}, 10*time.Second, true)
+	rs := runWorkload(t, c, workload.Config{Kubeconfig: c.Kubeconfig, Seed: 1}, 10*time.Second, true, killLeader(t, c))
 	want := []string{"linearizability", "revisions", "no-lost-writes", "convergence", "watches",
 		"single-active-kube-scheduler", "single-active-kube-controller-manager", "kube-objects", "recovery-writes", "recovery-kube-scheduler"}
 	if len(rs) != len(want) {
@@ -104,7 +169,7 @@ func TestWorkloadOnHealthyClusterPasses(t *testing.T) {
 // acknowledged through the leader.
 func TestStaleReadsBugIsCaught(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{Masters: 3, ExtraArgs: []string{"--unsafe-chaos-bug=stale-reads"}})
-	rs := runWorkload(t, c, workload.Config{Seed: 2, Keys: 2, Rate: 400, Watchers: 1}, 8*time.Second, false)
+	rs := runWorkload(t, c, workload.Config{Seed: 2, Keys: 2, Rate: 400, Watchers: 1}, 8*time.Second, false, nil)
 	failed := map[string]check.Result{}
 	for _, r := range rs {
 		if !r.Pass {

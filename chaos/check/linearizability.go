@@ -323,11 +323,23 @@ func explainKey(ops []history.Op, key string) string {
 				if g.Found {
 					got = fmt.Sprintf("%q (mod revision %d)", g.GotValue, g.GotModRev)
 				}
-				return fmt.Sprintf("stale read on %s: client %d's get via %s at %s returned %s, but client %d's %s of %q at revision %d via %s was acknowledged %s earlier",
-					key, g.Client, g.Endpoint, stamp(g.Call), got, w.Client, w.Kind, w.Value, w.Revision, w.Endpoint,
+				return fmt.Sprintf("stale read on %s: client %d's get via %s at %s returned %s, but client %d's %s at revision %d via %s was acknowledged %s earlier",
+					key, g.Client, g.Endpoint, stamp(g.Call), got, w.Client, writeString(w), w.Revision, w.Endpoint,
 					time.Duration(g.Call-w.Return).Round(time.Microsecond))
 			}
 		}
+	}
+	// Two compare-and-swaps that both won on the same mod revision.
+	won := map[int64]history.Op{}
+	for _, w := range writes {
+		if w.Kind != history.KindCAS {
+			continue
+		}
+		if p, dup := won[w.ExpectModRev]; dup {
+			return fmt.Sprintf("lost update on %s: client %d's and client %d's compare-and-swaps on mod revision %d both succeeded (revisions %d and %d)",
+				key, p.Client, w.Client, w.ExpectModRev, p.Revision, w.Revision)
+		}
+		won[w.ExpectModRev] = w
 	}
 	return fmt.Sprintf("no single stale read explains %s; see the visualization", key)
 }

@@ -155,6 +155,14 @@ func readMember(ctx context.Context, c *clientv3.Client, m MasterState, prefix, 
 	return d
 }
 
+// writeString is "put of KEY=VALUE" or "delete of KEY".
+func writeString(w history.Op) string {
+	if w.Kind == history.KindDelete {
+		return "delete of " + w.Key
+	}
+	return fmt.Sprintf("%s of %s=%q", w.Kind, w.Key, w.Value)
+}
+
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	select {
 	case <-ctx.Done():
@@ -267,8 +275,8 @@ func checkLostWrites(h *history.History, members []MemberData) Result {
 				switch {
 				case !ok:
 					nProblems++
-					problem("%s: LOST: client %d's acknowledged %s of %s=%q at revision %d (via %s, %s) is not in its history",
-						m.Name, w.Client, w.Kind, w.Key, w.Value, w.Revision, w.Endpoint, stamp(w.Return))
+					problem("%s: LOST: client %d's acknowledged %s at revision %d (via %s, returned %s) is not in its history",
+						m.Name, w.Client, writeString(w), w.Revision, w.Endpoint, stamp(w.Return))
 				case e.Key != w.Key || (w.Kind == history.KindDelete) != (e.Type == "DELETE") || (w.Kind != history.KindDelete && e.Value != w.Value):
 					nProblems++
 					problem("%s: revision %d holds %s %s=%q, not client %d's acknowledged %s of %s=%q",
