@@ -58,10 +58,10 @@ func killsOf(faults []Fault) map[string][]time.Time {
 	return out
 }
 
-// targets splits a fault's Target: master names separated by commas or
-// spaces.
+// targets splits a fault's Target: master names separated by commas,
+// spaces or "|" (the harness writes a split as "minority|majority").
 func targets(t string) []string {
-	return strings.FieldsFunc(t, func(r rune) bool { return r == ',' || r == ' ' })
+	return strings.FieldsFunc(t, func(r rune) bool { return r == ',' || r == ' ' || r == '|' })
 }
 
 func logField(fields map[string]string, k string) string {
