@@ -52,3 +52,21 @@ bench: deps build
 
 clean:
 	rm -rf synod .cluster
+
+# The synod machine image (README "Building the machine image"): a Debian 12
+# qcow2 with synod, containerd, runc, iptables and the master/worker units,
+# built by Packer under software emulation (no KVM needed) from a debootstrap
+# base disk cached in out/image/base. Prints where the image is. Extra
+# `packer build` arguments: make image PACKER_ARGS='-var cpus=4'.
+PACKER_ARGS ?=
+
+.PHONY: image packer-check
+
+image: deps build
+	CHECKPOINT_DISABLE=1 packer/build.sh $(PACKER_ARGS)
+
+# The fast packer checks that `make test` also runs: packer fmt -check,
+# packer validate (both sources, dummy key and vars) and the image check
+# script against roots with one thing missing.
+packer-check: deps build
+	SYNOD_BINARY=$(CURDIR)/synod $(GO) test -count=1 ./packer
