@@ -65,7 +65,7 @@ func masterCommand() *cli.Command {
 			&cli.StringFlag{Name: "service-cluster-ip-range", Value: "10.96.0.0/12", Usage: "CIDR that Service cluster IPs are allocated from"},
 			&cli.BoolFlag{Name: "allow-even-cluster", Usage: "allow an even-sized --initial-cluster (not recommended)"},
 			// test-only: proves the chaos checks can fail (chaos/check tests).
-			&cli.StringFlag{Name: "unsafe-chaos-bug", Hidden: true, Usage: "test-only deliberate consistency bug: \"stale-reads\""},
+			&cli.StringFlag{Name: "unsafe-chaos-bug", Hidden: true, Usage: "test-only deliberate consistency bug: \"stale-reads\" or \"ack-before-commit\""},
 		}, append(componentFlags(), gossipFlags()...)...),
 		Action: runMaster,
 	}

@@ -64,14 +64,19 @@ type Config struct {
 
 	// UnsafeChaosBug (test-only: proves the chaos checks can fail) turns on
 	// a deliberate consistency bug: "stale-reads" serves linearizable reads
-	// from this member's local state without a read index. Never set it
-	// outside tests (`synod master --unsafe-chaos-bug`, hidden).
+	// from this member's local state without a read index;
+	// "ack-before-commit" answers a Put on the leader before it is even in
+	// the log and proposes it a second later, so a leader kill loses
+	// acknowledged writes. Never set it outside tests (`synod master
+	// --unsafe-chaos-bug`, hidden).
 	UnsafeChaosBug string
 }
 
-// UnsafeChaosBugStaleReads is the UnsafeChaosBug that serves linearizable
-// reads from the local state (test-only: proves the chaos checks can fail).
-const UnsafeChaosBugStaleReads = "stale-reads"
+// The UnsafeChaosBug values (test-only: prove the chaos checks can fail).
+const (
+	UnsafeChaosBugStaleReads      = "stale-reads"
+	UnsafeChaosBugAckBeforeCommit = "ack-before-commit"
+)
 
 // Defaults tuned for a LAN: fail over well under two seconds while staying
 // stable on a loaded two-core machine.
@@ -175,8 +180,8 @@ func (c Config) Validate() error {
 		return err
 	}
 	// test-only: proves the chaos checks can fail.
-	if c.UnsafeChaosBug != "" && c.UnsafeChaosBug != UnsafeChaosBugStaleReads {
-		return fmt.Errorf("--unsafe-chaos-bug must be %q, not %q", UnsafeChaosBugStaleReads, c.UnsafeChaosBug)
+	if c.UnsafeChaosBug != "" && c.UnsafeChaosBug != UnsafeChaosBugStaleReads && c.UnsafeChaosBug != UnsafeChaosBugAckBeforeCommit {
+		return fmt.Errorf("--unsafe-chaos-bug must be %q or %q, not %q", UnsafeChaosBugStaleReads, UnsafeChaosBugAckBeforeCommit, c.UnsafeChaosBug)
 	}
 	if c.ElectionTimeout < c.HeartbeatTimeout {
 		return fmt.Errorf("election timeout (%s) must be >= heartbeat timeout (%s)", c.ElectionTimeout, c.HeartbeatTimeout)

@@ -236,6 +236,16 @@ func retryable(err error) bool {
 // returned untouched (the entry was not appended: the caller may forward it);
 // every other failure means the outcome is unknown.
 func (s *Server) applyLocal(cmd []byte) (marshaler, error) {
+	if s.cfg.UnsafeChaosBug == UnsafeChaosBugAckBeforeCommit && len(cmd) > 0 && msgType(cmd[0]) == msgPut {
+		// test-only: proves the chaos checks can fail. Acknowledge with a
+		// guessed revision; the entry enters the log a second later, or
+		// never if this process dies first.
+		go func() {
+			time.Sleep(time.Second)
+			s.raft.Apply(cmd, applyTimeout)
+		}()
+		return &pb.PutResponse{Header: &pb.ResponseHeader{Revision: s.fsm.kv.Rev() + 1}}, nil
+	}
 	f := s.raft.Apply(cmd, applyTimeout)
 	if err := f.Error(); err != nil {
 		switch {

@@ -196,3 +196,25 @@ func TestStaleReadsBugIsCaught(t *testing.T) {
 		}
 	}
 }
+
+// The test-only broken build --unsafe-chaos-bug=ack-before-commit (the
+// leader acknowledges a Put before it is in the log, and proposes it a
+// second later) loses acknowledged writes when the leader is SIGKILLed: the
+// no-lost-writes check names them.
+func TestAckBeforeCommitBugLosesWrites(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Masters: 3, ExtraArgs: []string{"--unsafe-chaos-bug=ack-before-commit"}})
+	rs := runWorkload(t, c, workload.Config{Seed: 3, Watchers: -1}, 7*time.Second, false, killLeader(t, c))
+	for _, r := range rs {
+		if r.Name != "no-lost-writes" {
+			continue
+		}
+		if r.Pass {
+			t.Fatalf("no-lost-writes passed a store that acknowledges writes before committing them: %s", r.Evidence)
+		}
+		if !strings.Contains(r.Evidence, "LOST") || !strings.Contains(r.Evidence, "was never applied") {
+			t.Errorf("no-lost-writes evidence does not name a lost write: %s", r.Evidence)
+		}
+		return
+	}
+	t.Fatal("no no-lost-writes result")
+}

@@ -241,7 +241,7 @@ func checkLostWrites(h *history.History, members []MemberData) Result {
 	d := StoreDetails{Members: members, AckedWrites: len(ix.effective)}
 	var problems []string
 	problem := func(f string, a ...any) {
-		if len(problems) < 10 {
+		if len(problems) < 10000 {
 			problems = append(problems, fmt.Sprintf(f, a...))
 		}
 	}
@@ -255,6 +255,7 @@ func checkLostWrites(h *history.History, members []MemberData) Result {
 		if m.ReplayErr == "" {
 			d.Replayed += len(m.Events)
 			byRev := map[int64]history.WatchEvent{}
+			byValue := map[string]history.WatchEvent{}
 			seen := map[string]int64{}
 			for _, e := range m.Events {
 				if why := ix.explainEvent(e); why != "" {
@@ -267,20 +268,29 @@ func checkLostWrites(h *history.History, members []MemberData) Result {
 						problem("%s: value %q of %s applied twice, at revisions %d and %d", m.Name, e.Value, e.Key, prev, e.ModRev)
 					}
 					seen[e.Value] = e.ModRev
+					byValue[e.Value] = e
 				}
 				byRev[e.ModRev] = e
 			}
 			for _, w := range ix.effective {
-				e, ok := byRev[w.Revision]
+				if w.Kind == history.KindDelete {
+					if e, ok := byRev[w.Revision]; !ok || e.Type != "DELETE" || e.Key != w.Key {
+						nProblems++
+						problem("%s: LOST: client %d's acknowledged %s at revision %d (via %s, returned %s) is not in its history",
+							m.Name, w.Client, writeString(w), w.Revision, w.Endpoint, stamp(w.Return))
+					}
+					continue
+				}
+				e, ok := byValue[w.Value]
 				switch {
 				case !ok:
 					nProblems++
-					problem("%s: LOST: client %d's acknowledged %s at revision %d (via %s, returned %s) is not in its history",
+					problem("%s: LOST: client %d's acknowledged %s at revision %d (via %s, returned %s) was never applied",
 						m.Name, w.Client, writeString(w), w.Revision, w.Endpoint, stamp(w.Return))
-				case e.Key != w.Key || (w.Kind == history.KindDelete) != (e.Type == "DELETE") || (w.Kind != history.KindDelete && e.Value != w.Value):
+				case e.ModRev != w.Revision:
 					nProblems++
-					problem("%s: revision %d holds %s %s=%q, not client %d's acknowledged %s of %s=%q",
-						m.Name, w.Revision, e.Type, e.Key, e.Value, w.Client, w.Kind, w.Key, w.Value)
+					problem("%s: client %d's %s was acknowledged at revision %d but applied at revision %d",
+						m.Name, w.Client, writeString(w), w.Revision, e.ModRev)
 				}
 			}
 		}
@@ -289,10 +299,20 @@ func checkLostWrites(h *history.History, members []MemberData) Result {
 			problem("%s", p)
 		}
 	}
-	d.Problems = problems
+	// Lost writes first: they are the verdict; the rest is context.
+	sort.SliceStable(problems, func(i, j int) bool {
+		return strings.Contains(problems[i], "LOST") && !strings.Contains(problems[j], "LOST")
+	})
+	d.Problems = problems[:min(len(problems), 50)]
 	r.Details = d
 	if nProblems > 0 {
-		r.Evidence = fmt.Sprintf("%d problems; first: %s", nProblems, strings.Join(problems, "; "))
+		lost := 0
+		for _, p := range problems {
+			if strings.Contains(p, "LOST") {
+				lost++
+			}
+		}
+		r.Evidence = fmt.Sprintf("%d problems (%d lost writes); first: %s", nProblems, lost, strings.Join(problems[:min(len(problems), 5)], "; "))
 		return r
 	}
 	replay := fmt.Sprintf("%d store events replayed from %d members all explained by the history", d.Replayed, len(members))
