@@ -97,6 +97,8 @@ type Cluster struct {
 	dir    string
 	lock   *os.File // flock on Dir, held until Stop
 	stopCh chan struct{}
+	// spawner forks the masters (see threadSpawner for why one thread).
+	spawner *threadSpawner
 
 	// writeMu serializes cluster.json writes; it is taken before mu and
 	// never while holding it.
@@ -180,7 +182,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{opts: o, log: o.Logger, dir: dir, lock: lock, stopCh: make(chan struct{})}
+	c := &Cluster{opts: o, log: o.Logger, dir: dir, lock: lock, stopCh: make(chan struct{}), spawner: newThreadSpawner()}
 	defer func() {
 		if retErr != nil {
 			c.Stop()

@@ -31,7 +31,7 @@ func (c *Cluster) spawnAll() error {
 // spawn starts master i and a goroutine that reaps it. The child gets its own
 // process group (so a terminal's Ctrl-C reaches only `synod up`, which then
 // stops the masters in order) and Pdeathsig=SIGKILL (so a crashed parent
-// leaves no orphans).
+// leaves no orphans), forked from the cluster's threadSpawner.
 func (c *Cluster) spawn(i int) error {
 	c.mu.Lock()
 	m := c.members[i]
@@ -69,7 +69,7 @@ func (c *Cluster) spawn(i int) error {
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := c.spawner.start(cmd); err != nil {
 		logf.Close()
 		return fmt.Errorf("launch: start %s: %w", snap.Name, err)
 	}
@@ -208,6 +208,8 @@ func (c *Cluster) stop() error {
 		}
 	}
 	c.wg.Wait() // every process is reaped: the reapers are finishing up
+	c.spawner.close()
+	c.removeWorkerBridge()
 	c.writeState()
 	if c.lock != nil {
 		c.lock.Close() // releases the flock

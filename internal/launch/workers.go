@@ -224,7 +224,8 @@ func (c *Cluster) importTestImage(ctx context.Context, w *worker) {
 
 // stopWorkers stops every worker (SIGTERM, then SIGKILL), kills what still
 // runs in its namespaces (containers outlive a stopped containerd in their
-// shims) and removes the namespaces, veths and the host bridge.
+// shims) and removes the namespaces and veths (the bridge goes after the
+// masters, in removeWorkerBridge).
 func (c *Cluster) stopWorkers() {
 	c.mu.Lock()
 	ws := c.workers
@@ -262,13 +263,21 @@ func (c *Cluster) stopWorkers() {
 	for i := 1; i <= max(len(ws), c.opts.Workers); i++ {
 		exec.Command("ip", "link", "delete", fmt.Sprintf("synup%dh", i)).Run()
 	}
-	exec.Command("ip", "link", "delete", hostBridge).Run()
+}
+
+// removeWorkerBridge deletes the host bridge and releases the machine-wide
+// workers lock. It runs after the masters stopped: they listen on the
+// bridge's address, and taking it away first would cut their last goodbyes
+// (lease release, raft leadership transfer) short.
+func (c *Cluster) removeWorkerBridge() {
 	c.mu.Lock()
-	if c.workersLock != nil {
-		c.workersLock.Close()
-		c.workersLock = nil
+	defer c.mu.Unlock()
+	if c.workersLock == nil {
+		return
 	}
-	c.mu.Unlock()
+	exec.Command("ip", "link", "delete", hostBridge).Run()
+	c.workersLock.Close()
+	c.workersLock = nil
 }
 
 // drainWorkers deletes the pods bound to the workers and waits (up to 20s)
