@@ -81,7 +81,7 @@ func (r *runner) inject(ctx context.Context, s Step) (injection, error) {
 	case KindMajorityKill:
 		victims = s.Members
 	case KindComponentKill:
-		h, id, err := c.LeaseHolder(ctx, s.Component)
+		h, id, err := r.currentHolder(ctx, s.Component)
 		if err != nil {
 			return injection{}, err
 		}
@@ -164,4 +164,27 @@ func (r *runner) inject(ctx context.Context, s Step) (injection, error) {
 	}
 	inj.fault.End = time.Now()
 	return inj, errors.Join(applyErr, healErr)
+}
+
+// currentHolder waits (up to 15s) until Lease name is held by a running
+// master's current process, so that the kill hits the active component and
+// not a master whose earlier process held the Lease before a restart.
+func (r *runner) currentHolder(ctx context.Context, name string) (int, string, error) {
+	c := r.cluster
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	for {
+		h, id, err := c.LeaseHolder(ctx, name)
+		if err == nil {
+			if pid := c.PID(h); pid != 0 && strings.HasSuffix(id, fmt.Sprintf("_%d", pid)) {
+				return h, id, nil
+			}
+			err = fmt.Errorf("lease %s holder %q is not a running master's current process", name, id)
+		}
+		select {
+		case <-ctx.Done():
+			return -1, "", fmt.Errorf("%w (waited %s)", err, 15*time.Second)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
