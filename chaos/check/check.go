@@ -44,6 +44,9 @@ type Input struct {
 	// SettleTimeout bounds the wait for the healed cluster to take the
 	// final write and for every member to catch up; default 60s.
 	SettleTimeout time.Duration
+
+	// replay is a member's replay of the key prefix, when there is one.
+	replay []history.WatchEvent
 }
 
 // Result is one check's verdict.
@@ -69,29 +72,26 @@ func Run(ctx context.Context, in Input) []Result {
 	if in.History == nil {
 		in.History = &history.History{}
 	}
-	var out []Result
-	out = append(out, checkLinearizability(in), checkRevisions(in))
-
+	// The store's final state and replays first: the linearizability
+	// check resolves unknown writes with them.
+	var store []Result
 	if len(in.Masters) == 0 {
-		out = append(out, Result{Name: "no-lost-writes", Evidence: "no masters to read the final state from"},
-			Result{Name: "convergence", Evidence: "no masters to compare"}, checkWatches(in.History, nil))
+		store = []Result{{Name: "no-lost-writes", Evidence: "no masters to read the final state from"},
+			{Name: "convergence", Evidence: "no masters to compare"}}
+	} else if members, _, err := collectMembers(ctx, in); err != nil {
+		store = []Result{{Name: "no-lost-writes", Evidence: err.Error()}, {Name: "convergence", Evidence: err.Error()}}
 	} else {
-		members, _, err := collectMembers(ctx, in)
-		if err != nil {
-			out = append(out, Result{Name: "no-lost-writes", Evidence: err.Error()}, Result{Name: "convergence", Evidence: err.Error()})
-			out = append(out, checkWatches(in.History, nil))
-		} else {
-			out = append(out, checkLostWrites(in.History, members), checkConvergence(members))
-			var replay []history.WatchEvent
-			for _, m := range members {
-				if m.ReplayErr == "" && m.Final != nil {
-					replay = m.Events
-					break
-				}
+		store = []Result{checkLostWrites(in.History, members), checkConvergence(members)}
+		for _, m := range members {
+			if m.ReplayErr == "" && m.Final != nil {
+				in.replay = m.Events
+				break
 			}
-			out = append(out, checkWatches(in.History, replay))
 		}
 	}
+	out := []Result{checkLinearizability(in), checkRevisions(in)}
+	out = append(out, store...)
+	out = append(out, checkWatches(in.History, in.replay))
 
 	if in.SchedulerLease || in.ControllerLease {
 		terms, err := readIntervals(in.Masters, in.Faults)

@@ -391,3 +391,32 @@ func TestHistoryRoundTrip(t *testing.T) {
 	}
 	mustPass(t, checkLinearizability(Input{History: back, LinearizabilityTimeout: 10 * time.Second}))
 }
+
+// With the store's replay, unknown writes are resolved: one never applied is
+// dropped, one applied at revision R must be visible to reads invoked after
+// any op saw revision R.
+func TestUnknownWritesResolvedByReplay(t *testing.T) {
+	ops := []history.Op{
+		put(0, "a", "0.1", 0, 10, 2),
+		unknownPut(1, "a", "1.1", 20), // applied at 3, per the replay
+		unknownPut(2, "a", "2.1", 25), // never applied
+		put(3, "b", "3.1", 30, 40, 4), // saw revision 4 >= 3: "1.1" was in by 40
+		get(0, "a", 50, 60, 4, "0.1", 2),
+	}
+	replay := []history.WatchEvent{
+		{Key: pfx + "a", Type: "PUT", Value: "0.1", ModRev: 2},
+		{Key: pfx + "a", Type: "PUT", Value: "1.1", ModRev: 3},
+		{Key: pfx + "b", Type: "PUT", Value: "3.1", ModRev: 4},
+	}
+	h := &history.History{Ops: ops}
+	// Without the replay the unknown put may still be in flight at 60.
+	mustPass(t, checkLinearizability(Input{History: h, LinearizabilityTimeout: 10 * time.Second}))
+	r := checkLinearizability(Input{History: h, LinearizabilityTimeout: 10 * time.Second, replay: replay})
+	mustFail(t, r, "NOT linearizable on 1 of 2 keys")
+	if d := r.Details.(LinearizabilityDetails); d.Resolved != 1 || d.Dropped != 1 {
+		t.Errorf("resolved %d, dropped %d; want 1 and 1", d.Resolved, d.Dropped)
+	}
+	// The read that sees it passes.
+	ops[4] = get(0, "a", 50, 60, 4, "1.1", 3)
+	mustPass(t, checkLinearizability(Input{History: &history.History{Ops: ops}, LinearizabilityTimeout: 10 * time.Second, replay: replay}))
+}

@@ -70,6 +70,17 @@ var kvModel = porcupine.NondeterministicModel{
 	DescribeOperation: func(input, output any) string {
 		return describeOp(input.(kvInput), output.(kvOutput))
 	},
+	DescribeOperationMetadata: func(m any) string {
+		o, ok := m.(history.Op)
+		if !ok {
+			return ""
+		}
+		s := fmt.Sprintf("client %d via %s", o.Client, o.Endpoint)
+		if o.Err != "" {
+			s += ": " + o.Err
+		}
+		return s
+	},
 	DescribeState: func(state any) string {
 		s := state.(kvState)
 		if !s.Exists {
@@ -199,8 +210,47 @@ func kvStep(s kvState, in kvInput, out kvOutput) []any {
 // porcupineOps turns the history into porcupine operations: failed reads
 // and writes that certainly failed are dropped, unknown writes stay open
 // until the end (Return = MaxInt64).
-func porcupineOps(ops []history.Op) []porcupine.Operation {
-	var out []porcupine.Operation
+//
+// With a replay of the store (every applied write of the key prefix, from a
+// member after the run), unknown puts and compare-and-swaps are resolved as
+// etcd's robustness tests do with the persisted requests: values are
+// unique, so one whose value was never applied is dropped (it had no
+// effect), and one whose value was applied at revision R becomes a write at
+// R that returned no later than the first op that saw revision R or later.
+// This keeps porcupine's search small on long runs with many faults.
+func porcupineOps(ops []history.Op, replay []history.WatchEvent) (out []porcupine.Operation, resolved, dropped int) {
+	var applied map[string]int64 // value -> revision
+	var firstSeen func(rev int64) int64
+	if replay != nil {
+		applied = map[string]int64{}
+		for _, e := range replay {
+			if e.Type != "DELETE" {
+				applied[e.Value] = e.ModRev
+			}
+		}
+		// seenBy[i]: the earliest return of an acknowledged op whose
+		// revision is at least revs[i].
+		type seen struct{ rev, ret int64 }
+		var ss []seen
+		for _, o := range ops {
+			if o.OK {
+				ss = append(ss, seen{o.Revision, o.Return})
+			}
+		}
+		sort.Slice(ss, func(i, j int) bool { return ss[i].rev > ss[j].rev })
+		for i := 1; i < len(ss); i++ {
+			ss[i].ret = min(ss[i].ret, ss[i-1].ret)
+		}
+		firstSeen = func(rev int64) int64 {
+			// ss is by descending revision with a running minimum: the
+			// last entry with rev >= the wanted one has the answer.
+			i := sort.Search(len(ss), func(i int) bool { return ss[i].rev < rev })
+			if i == 0 {
+				return math.MaxInt64
+			}
+			return ss[i-1].ret
+		}
+	}
 	for _, o := range ops {
 		if !o.OK && !o.Unknown {
 			continue
@@ -210,16 +260,32 @@ func porcupineOps(ops []history.Op) []porcupine.Operation {
 		ret := o.Return
 		if !o.OK {
 			ret = math.MaxInt64
+			if applied != nil && (o.Kind == history.KindPut || o.Kind == history.KindCAS) {
+				rev, ok := applied[o.Value]
+				if !ok {
+					dropped++
+					continue
+				}
+				res = kvOutput{Revision: rev, Succeeded: true}
+				ret = max(firstSeen(rev), o.Call)
+				resolved++
+				// As the explanation should see it.
+				o.OK, o.Unknown, o.Revision, o.Succeeded, o.Return = true, false, rev, true, ret
+			}
 		}
-		out = append(out, porcupine.Operation{ClientId: o.Client, Input: in, Call: o.Call, Output: res, Return: ret})
+		out = append(out, porcupine.Operation{ClientId: o.Client, Input: in, Call: o.Call, Output: res, Return: ret, Metadata: o})
 	}
-	return out
+	return out, resolved, dropped
 }
 
 // LinearizabilityDetails are the figures of the linearizability check.
 type LinearizabilityDetails struct {
-	Operations    int      `json:"operations"`
-	Unknown       int      `json:"unknown_writes"`
+	Operations int `json:"operations"`
+	Unknown    int `json:"unknown_writes"`
+	// Resolved and Dropped are unknown writes the store's replay showed
+	// applied (at a known revision) or never applied.
+	Resolved      int      `json:"unknown_resolved,omitempty"`
+	Dropped       int      `json:"unknown_dropped,omitempty"`
 	FailedReads   int      `json:"failed_reads_dropped"`
 	Keys          int      `json:"keys"`
 	FailedKeys    []string `json:"failed_keys,omitempty"`
@@ -233,8 +299,8 @@ type LinearizabilityDetails struct {
 func checkLinearizability(in Input) Result {
 	r := Result{Name: "linearizability"}
 	start := time.Now()
-	ops := porcupineOps(in.History.Ops)
-	d := LinearizabilityDetails{Operations: len(ops)}
+	ops, resolved, dropped := porcupineOps(in.History.Ops, in.replay)
+	d := LinearizabilityDetails{Operations: len(ops), Resolved: resolved, Dropped: dropped}
 	for _, o := range in.History.Ops {
 		switch {
 		case o.Unknown:
@@ -260,7 +326,7 @@ func checkLinearizability(in Input) Result {
 		case porcupine.Illegal:
 			d.FailedKeys = append(d.FailedKeys, key)
 			bad = append(bad, p...)
-			explain = append(explain, explainKey(in.History.Ops, key))
+			explain = append(explain, explainKey(metadataOps(p), key))
 		case porcupine.Unknown:
 			d.TimedOutKeys = append(d.TimedOutKeys, key)
 		}
@@ -291,10 +357,18 @@ func checkLinearizability(in Input) Result {
 		r.Evidence = "no operations to check"
 	default:
 		r.Pass = true
-		r.Evidence = fmt.Sprintf("%d operations on %d keys linearizable (%d unknown-outcome writes, %d failed reads dropped) in %.1fs",
-			len(ops), d.Keys, d.Unknown, d.FailedReads, d.Seconds)
+		r.Evidence = fmt.Sprintf("%d operations on %d keys linearizable (%d unknown-outcome writes: %d applied per the store, %d never; %d failed reads dropped) in %.1fs",
+			len(ops), d.Keys, d.Unknown, d.Resolved, d.Dropped, d.FailedReads, d.Seconds)
 	}
 	return r
+}
+
+func metadataOps(p []porcupine.Operation) []history.Op {
+	out := make([]history.Op, len(p))
+	for i, o := range p {
+		out[i] = o.Metadata.(history.Op)
+	}
+	return out
 }
 
 // explainKey looks for the plainest witness of a non-linearizable key: a
@@ -323,8 +397,12 @@ func explainKey(ops []history.Op, key string) string {
 				if g.Found {
 					got = fmt.Sprintf("%q (mod revision %d)", g.GotValue, g.GotModRev)
 				}
-				return fmt.Sprintf("stale read on %s: client %d's get via %s at %s returned %s, but client %d's %s at revision %d via %s was acknowledged %s earlier",
-					key, g.Client, g.Endpoint, stamp(g.Call), got, w.Client, writeString(w), w.Revision, w.Endpoint,
+				done := "was acknowledged"
+				if w.Err != "" { // an unknown write the replay resolved
+					done = "had taken effect (per the store's replay; its client saw " + w.Err + ")"
+				}
+				return fmt.Sprintf("stale read on %s: client %d's get via %s at %s returned %s, but client %d's %s at revision %d via %s %s %s earlier",
+					key, g.Client, g.Endpoint, stamp(g.Call), got, w.Client, writeString(w), w.Revision, w.Endpoint, done,
 					time.Duration(g.Call-w.Return).Round(time.Microsecond))
 			}
 		}
