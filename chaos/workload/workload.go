@@ -100,6 +100,7 @@ type Workload struct {
 	keys []string
 	log  *slog.Logger
 
+	parent        context.Context // Start's: when it ends, Stop does not wait for anything
 	clientsCtx    context.Context
 	stopClients   context.CancelFunc
 	watchersCtx   context.Context
@@ -156,6 +157,7 @@ func Start(ctx context.Context, cfg Config) (*Workload, error) {
 			return nil, err
 		}
 	}
+	w.parent = ctx
 	w.clientsCtx, w.stopClients = context.WithCancel(context.WithoutCancel(ctx))
 	w.watchersCtx, w.stopWatchers = context.WithCancel(context.WithoutCancel(ctx))
 	go func() { // everything in the background stops with ctx
@@ -377,19 +379,23 @@ const drainTimeout = 15 * time.Second
 // Stop stops the clients, lets the watchers catch up with the last
 // acknowledged write (bounded), stops them, reads the Kubernetes objects'
 // final state from every apiserver and returns the history. Call it after
-// the final heal. It is safe to call more than once.
+// the final heal. When Start's context has ended (an interrupted run) it
+// only stops everything. It is safe to call more than once.
 func (w *Workload) Stop() *history.History {
 	w.stopOnce.Do(func() {
 		w.stopClients()
 		w.clientsWG.Wait()
 		deadline := time.Now().Add(drainTimeout)
-		for time.Now().Before(deadline) && !w.watchersCaughtUp() {
+		for time.Now().Before(deadline) && w.parent.Err() == nil && !w.watchersCaughtUp() {
 			time.Sleep(50 * time.Millisecond)
 		}
 		w.stopWatchers()
 		w.watchersWG.Wait()
 		if w.kube != nil {
-			final := w.kube.finalState(deadline.Add(drainTimeout))
+			var final []history.KubeFinal
+			if w.parent.Err() == nil {
+				final = w.kube.finalState(deadline.Add(drainTimeout))
+			}
 			w.mu.Lock()
 			w.hist.KubeFinal = final
 			w.hist.Kube = w.kube.ops()
@@ -445,7 +451,7 @@ func (w *Workload) runWatcher(ctx context.Context, wt history.Watcher) {
 		w.mu.Lock()
 		w.hist.WatchResumes = append(w.hist.WatchResumes, r)
 		w.mu.Unlock()
-		w.log.Debug("watch resumed", "watcher", wt.Watcher, "from", from, "endpoint", w.cfg.EtcdEndpoints[ep], "reason", reason)
+		w.log.Info("watch resumed", "watcher", wt.Watcher, "from", from, "endpoint", w.cfg.EtcdEndpoints[ep], "reason", reason)
 		select {
 		case <-ctx.Done():
 			return
