@@ -419,4 +419,21 @@ func TestUnknownWritesResolvedByReplay(t *testing.T) {
 	// The read that sees it passes.
 	ops[4] = get(0, "a", 50, 60, 4, "1.1", 3)
 	mustPass(t, checkLinearizability(Input{History: &history.History{Ops: ops}, LinearizabilityTimeout: 10 * time.Second, replay: replay}))
+
+	// An unknown delete: dropped when the replay has no deletion it does
+	// not explain; kept (and so may explain an absent key) otherwise.
+	udel := history.Op{Client: 4, Kind: history.KindDelete, Key: pfx + "b", Call: ms(70), Return: history.Unknown, Unknown: true, Err: "timeout"}
+	ops = append(ops, udel, get(0, "b", 200, 210, 5, "", 0))
+	withDelete := append(replay, history.WatchEvent{Key: pfx + "b", Type: "DELETE", ModRev: 5})
+	r = checkLinearizability(Input{History: &history.History{Ops: ops}, LinearizabilityTimeout: 10 * time.Second, replay: withDelete})
+	mustPass(t, r)
+	if d := r.Details.(LinearizabilityDetails); d.Dropped != 1 {
+		t.Errorf("dropped %d, want 1 (the unknown put only)", d.Dropped)
+	}
+	ops[len(ops)-1] = get(0, "b", 200, 210, 4, "3.1", 4)
+	r = checkLinearizability(Input{History: &history.History{Ops: ops}, LinearizabilityTimeout: 10 * time.Second, replay: replay})
+	mustPass(t, r)
+	if d := r.Details.(LinearizabilityDetails); d.Dropped != 2 {
+		t.Errorf("dropped %d, want 2 (the unknown put and delete)", d.Dropped)
+	}
 }

@@ -221,11 +221,22 @@ func kvStep(s kvState, in kvInput, out kvOutput) []any {
 func porcupineOps(ops []history.Op, replay []history.WatchEvent) (out []porcupine.Operation, resolved, dropped int) {
 	var applied map[string]int64 // value -> revision
 	var firstSeen func(rev int64) int64
+	// Keys with a DELETE in the replay that no acknowledged delete made:
+	// only there may an unknown delete have taken effect.
+	unexplainedDelete := map[string]bool{}
 	if replay != nil {
 		applied = map[string]int64{}
+		ackedDelete := map[int64]string{}
+		for _, o := range ops {
+			if o.OK && o.Kind == history.KindDelete && o.Found {
+				ackedDelete[o.Revision] = o.Key
+			}
+		}
 		for _, e := range replay {
 			if e.Type != "DELETE" {
 				applied[e.Value] = e.ModRev
+			} else if ackedDelete[e.ModRev] != e.Key {
+				unexplainedDelete[e.Key] = true
 			}
 		}
 		// seenBy[i]: the earliest return of an acknowledged op whose
@@ -271,6 +282,12 @@ func porcupineOps(ops []history.Op, replay []history.WatchEvent) (out []porcupin
 				resolved++
 				// As the explanation should see it.
 				o.OK, o.Unknown, o.Revision, o.Succeeded, o.Return = true, false, rev, true, ret
+			}
+			if applied != nil && o.Kind == history.KindDelete && !unexplainedDelete[o.Key] {
+				// No deletion of this key is unaccounted for: this one
+				// deleted nothing (or never ran), which is the same.
+				dropped++
+				continue
 			}
 		}
 		out = append(out, porcupine.Operation{ClientId: o.Client, Input: in, Call: o.Call, Output: res, Return: ret, Metadata: o})
