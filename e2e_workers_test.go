@@ -13,12 +13,16 @@ import (
 	"time"
 )
 
-// TestUpWithWorkers runs what the README's first command runs with workers:
-// `synod up --masters 3 --workers 2`. Both workers register Ready with a
-// podCIDR, gossip shows 5 alive members, a deployment's pods run on
-// containerd on both workers, and a NodePort service reaches pods on both
-// through its ClusterIP and through each worker's node port. Ctrl-C removes every namespace, link and
-// process it made.
+// TestUpWithWorkers is issue 5's walkthrough through `synod up --masters 3
+// --workers 2`: both workers register Ready with a podCIDR and gossip shows 5
+// alive members; `kubectl create deployment web ... -- httpd -f -p 80` runs 4
+// pods with pod IPs on both workers; after `kubectl expose --type NodePort`,
+// wget from each worker's namespace to the ClusterIP and to both node ports
+// gets pages from pods on both workers; kubectl logs and exec work; a failing
+// liveness probe restarts its container; an unknown image, a crashing
+// command, a probe on a closed port and a missing ConfigMap each show
+// Kubernetes' reason in get/describe while the service keeps answering.
+// Ctrl-C removes every namespace, link and process it made.
 func TestUpWithWorkers(t *testing.T) {
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
@@ -26,7 +30,7 @@ func TestUpWithWorkers(t *testing.T) {
 		}
 		t.Skip("needs root")
 	}
-	for _, tool := range []string{"kubectl", "containerd", "runc", "ip", "nsenter", "curl"} {
+	for _, tool := range []string{"kubectl", "containerd", "runc", "ip", "nsenter", "wget"} {
 		requireTool(t, tool)
 	}
 	dir := t.TempDir()
@@ -101,50 +105,56 @@ func TestUpWithWorkers(t *testing.T) {
 		return strings.Count(string(out), " alive") == 5, string(out)
 	})
 
-	// synod up imported the busybox test image into every worker.
+	// synod up imported the busybox test image into every worker; its
+	// httpd serves the pod's hostname from its working directory.
 	if out, err := kubectl("create", "deployment", "web", "--image=busybox:synod-test", "--replicas=4", "--",
-		"sh", "-c", "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 8080 -h /www"); err != nil {
+		"httpd", "-f", "-p", "80"); err != nil {
 		t.Fatalf("create deployment: %v %s", err, out)
 	}
-	if out, err := kubectl("expose", "deployment", "web", "--port=80", "--target-port=8080", "--type=NodePort"); err != nil {
+	if out, err := kubectl("expose", "deployment", "web", "--port", "80", "--type", "NodePort"); err != nil {
 		t.Fatalf("expose: %v %s", err, out)
 	}
-	poll("4 web pods Running on both workers", 60*time.Second, func() (bool, string) {
-		out, _ := kubectl("get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.spec.nodeName}={.status.phase} {end}")
-		return strings.Count(out, "=Running") == 4 && strings.Contains(out, "w1=") && strings.Contains(out, "w2="), out
+	poll("4 web pods Running with pod IPs on both workers", 60*time.Second, func() (bool, string) {
+		out, _ := kubectl("get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.spec.nodeName}={.status.phase}={.status.podIP} {end}")
+		return strings.Count(out, "=Running=10.244.") == 4 && strings.Contains(out, "w1=") && strings.Contains(out, "w2="), out
 	})
 	ip, err := kubectl("get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}")
 	if err != nil {
 		t.Fatal(ip)
 	}
-	// Through the ClusterIP from w1's namespace, answers must come from
-	// pods on both workers (host-gw routes and the proxy's rules).
-	seen := map[string]bool{}
+	nodePort, err := kubectl("get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}")
+	if err != nil || nodePort == "" {
+		t.Fatalf("nodePort: %v %s", err, nodePort)
+	}
 	pods, _ := kubectl("get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.metadata.name}={.spec.nodeName} {end}")
 	nodeOf := map[string]string{}
 	for _, f := range strings.Fields(pods) {
 		name, node, _ := strings.Cut(f, "=")
 		nodeOf[name] = node
 	}
-	poll("service answers from pods on both workers", 30*time.Second, func() (bool, string) {
-		out, err := exec.Command("ip", "netns", "exec", "synodup-w1", "curl", "-s", "-m", "2", fmt.Sprintf("http://%s/", ip)).CombinedOutput()
-		if err == nil {
-			seen[nodeOf[strings.TrimSpace(string(out))]] = true
-		}
-		return seen["w1"] && seen["w2"], fmt.Sprintf("%v %s", seen, out)
-	})
-
-	// NodePort: on each worker's address, from the other worker's namespace.
-	nodePort, err := kubectl("get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}")
-	if err != nil || nodePort == "" {
-		t.Fatalf("nodePort: %v %s", err, nodePort)
+	// wget from each worker's namespace, to the ClusterIP and to each
+	// worker's node port: every target answers with pages from pods on
+	// both workers (host-gw routes plus the proxy's random spreading).
+	wget := func(ns, url string) (string, error) {
+		out, err := exec.Command("ip", "netns", "exec", ns, "wget", "-qO-", "-T", "2", "-t", "1", url).CombinedOutput()
+		return strings.TrimSpace(string(out)), err
 	}
-	for _, tc := range []struct{ from, to string }{{"synodup-w1", "10.99.0.12"}, {"synodup-w2", "10.99.0.11"}} {
-		poll("NodePort "+tc.to+":"+nodePort+" from "+tc.from, 20*time.Second, func() (bool, string) {
-			out, err := exec.Command("ip", "netns", "exec", tc.from, "curl", "-s", "-m", "2", fmt.Sprintf("http://%s:%s/", tc.to, nodePort)).CombinedOutput()
-			_, known := nodeOf[strings.TrimSpace(string(out))]
-			return err == nil && known, string(out)
-		})
+	for _, from := range []string{"synodup-w1", "synodup-w2"} {
+		for _, url := range []string{"http://" + ip + "/", "http://10.99.0.11:" + nodePort + "/", "http://10.99.0.12:" + nodePort + "/"} {
+			seen := map[string]bool{}
+			poll("wget "+url+" from "+from+" reaches pods on both workers", 30*time.Second, func() (bool, string) {
+				page, err := wget(from, url)
+				if err != nil {
+					return false, fmt.Sprintf("%v %s", err, page)
+				}
+				node, known := nodeOf[page]
+				if !known {
+					return false, "page from no web pod: " + page
+				}
+				seen[node] = true
+				return seen["w1"] && seen["w2"], fmt.Sprint(seen)
+			})
+		}
 	}
 
 	// kubectl logs and exec, through the apiserver to the kubelets.
@@ -158,10 +168,119 @@ func TestUpWithWorkers(t *testing.T) {
 	})
 	for name := range nodeOf {
 		out, err := kubectl("exec", name, "--", "ls", "/")
-		if err != nil || !strings.Contains(out, "www") {
+		if err != nil || !strings.Contains(out, "proc") || !strings.Contains(out, "var") {
 			t.Errorf("kubectl exec %s -- ls /: %v %s", name, err, out)
 		}
 		break
+	}
+
+	// A failing liveness probe restarts its container: RESTARTS rises.
+	// Bad input shows Kubernetes' reasons, and the workers keep serving.
+	badPods := `
+apiVersion: v1
+kind: Pod
+metadata: {name: unhealthy}
+spec:
+  containers:
+  - name: c
+    image: busybox:synod-test
+    command: [sh, -c, "touch /tmp/healthy; sleep 4; rm /tmp/healthy; exec sleep 3600"]
+    livenessProbe:
+      exec: {command: [cat, /tmp/healthy]}
+      periodSeconds: 1
+      failureThreshold: 1
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: noimage}
+spec:
+  containers: [{name: c, image: "no-such-registry.invalid/nothing:1"}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crasher}
+spec:
+  containers: [{name: c, image: busybox:synod-test, command: [sh, -c, "echo about to fail; exit 3"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: closedport}
+spec:
+  containers:
+  - name: c
+    image: busybox:synod-test
+    command: [sleep, "3600"]
+    readinessProbe:
+      tcpSocket: {port: 8080}
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nocm}
+spec:
+  containers:
+  - name: c
+    image: busybox:synod-test
+    command: [sleep, "3600"]
+    envFrom: [{configMapRef: {name: missing-config}}]
+`
+	apply := exec.Command("kubectl", "--kubeconfig", kc, "apply", "-f", "-")
+	apply.Stdin = strings.NewReader(badPods)
+	if out, err := apply.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl apply: %v %s", err, out)
+	}
+	getPods := func() string {
+		out, _ := kubectl("get", "pods", "unhealthy", "noimage", "crasher", "closedport", "nocm", "--no-headers")
+		return out
+	}
+	// `kubectl get pods` columns: NAME READY STATUS RESTARTS AGE.
+	column := func(out, pod string, i int) string {
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) > i && f[0] == pod {
+				return f[i]
+			}
+		}
+		return ""
+	}
+	restarts := func(out, pod string) int {
+		n := 0
+		fmt.Sscanf(column(out, pod, 3), "%d", &n)
+		return n
+	}
+	poll("kubectl get pods shows each bad pod's reason", 90*time.Second, func() (bool, string) {
+		out := getPods()
+		ok := restarts(out, "unhealthy") >= 1 &&
+			(column(out, "noimage", 2) == "ErrImagePull" || column(out, "noimage", 2) == "ImagePullBackOff") &&
+			column(out, "crasher", 2) == "CrashLoopBackOff" && restarts(out, "crasher") >= 1 &&
+			column(out, "closedport", 1) == "0/1" && column(out, "closedport", 2) == "Running" &&
+			column(out, "nocm", 2) == "CreateContainerConfigError"
+		return ok, out
+	})
+	describe := func(pod string, want ...string) {
+		t.Helper()
+		poll("kubectl describe pod "+pod, 30*time.Second, func() (bool, string) {
+			out, _ := kubectl("describe", "pod", pod)
+			for _, w := range want {
+				if !strings.Contains(out, w) {
+					return false, "missing " + w + " in:\n" + out
+				}
+			}
+			return true, ""
+		})
+	}
+	describe("unhealthy", "Liveness probe failed", "Killing")
+	describe("noimage", "Failed to pull image", "ImagePullBackOff")
+	describe("crasher", "Back-off restarting failed container", "Exit Code:    3")
+	describe("closedport", "Readiness probe failed", "connection refused")
+	describe("nocm", `configmap "missing-config" not found`)
+	// Backoff: the crasher is restarted at 10s, 20s, ... not in a loop.
+	if out := getPods(); restarts(out, "crasher") > 4 {
+		t.Errorf("crasher restarted too often for Kubernetes' backoff:\n%s", out)
+	}
+	for _, from := range []string{"synodup-w1", "synodup-w2"} {
+		if page, err := wget(from, "http://"+ip+"/"); err != nil || nodeOf[page] == "" {
+			t.Errorf("the web service stopped answering from %s next to the bad pods: %v %q", from, err, page)
+		}
 	}
 
 	stopUp()

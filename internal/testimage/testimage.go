@@ -134,9 +134,11 @@ func Write(w io.Writer, format Format, ref, busybox string) error {
 		"os":           "linux",
 		"created":      epoch.Format(time.RFC3339),
 		"config": map[string]any{
-			"Env":        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-			"Cmd":        []string{"sh"},
-			"WorkingDir": "/",
+			"Env": []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+			"Cmd": []string{"sh"},
+			// httpd serves its working directory: `httpd -f -p 80`
+			// answers with /var/www/index.html, the pod's hostname.
+			"WorkingDir": "/var/www",
 		},
 		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{layerDigest}},
 	})
@@ -259,10 +261,9 @@ func rootfs(busybox string) ([]byte, error) {
 		}
 	}
 	etc := map[string]string{
-		"etc/passwd":         "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-		"etc/group":          "root:x:0:\nnogroup:x:65534:\n",
-		"etc/hosts":          "127.0.0.1 localhost\n",
-		"var/www/index.html": "synod busybox\n",
+		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+		"etc/group":  "root:x:0:\nnogroup:x:65534:\n",
+		"etc/hosts":  "127.0.0.1 localhost\n",
 	}
 	names := make([]string, 0, len(etc))
 	for n := range etc {
@@ -273,6 +274,11 @@ func rootfs(busybox string) ([]byte, error) {
 		if err := addFile(tw, n, []byte(etc[n]), 0o644); err != nil {
 			return nil, err
 		}
+	}
+	// The page names the pod that served it (the kubelet mounts the pod's
+	// /etc/hostname), so a client can see a Service spread its requests.
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "var/www/index.html", Linkname: "/etc/hostname", Mode: 0o777, ModTime: epoch, Format: tar.FormatPAX}); err != nil {
+		return nil, fmt.Errorf("testimage: %w", err)
 	}
 	if err := tw.Close(); err != nil {
 		return nil, fmt.Errorf("testimage: %w", err)

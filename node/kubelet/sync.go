@@ -210,7 +210,10 @@ func (w *podWorker) start(ctx context.Context, c v1.Container, r *containerRecor
 	if err == nil {
 		var mounts []runtime.Mount
 		if mounts, err = w.mounts(c); err == nil {
-			return w.create(ctx, c, r, env, mounts)
+			var etc []runtime.Mount
+			if etc, err = w.etcMounts(c); err == nil {
+				return w.create(ctx, c, r, env, append(mounts, etc...))
+			}
 		}
 	}
 	r.waitReason, r.waitMessage = "CreateContainerConfigError", err.Error()
