@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -281,40 +282,45 @@ func (c *Cluster) Signal(i int, sig syscall.Signal) error {
 	return nil
 }
 
-// Isolate cuts the masters in side off from all the others (both ways).
+// Isolate cuts the masters in side off from all the others, both ways: the
+// side's namespaces drop every packet to and from the other masters. The
+// namespaces are programmed in parallel, so the cut takes effect at once.
 func (c *Cluster) Isolate(ctx context.Context, side []int) error {
-	in := map[int]bool{}
-	for _, i := range side {
-		in[i] = true
-	}
-	var inIPs, outIPs []string
+	var outIPs []string
 	for i, m := range c.masters {
-		if in[i] {
-			inIPs = append(inIPs, m.ip)
-		} else {
+		if !slices.Contains(side, i) {
 			outIPs = append(outIPs, m.ip)
 		}
 	}
-	for i, m := range c.masters {
-		other := inIPs
-		if in[i] {
-			other = outIPs
-		}
-		if err := dropPeers(ctx, m.netns, other); err != nil {
+	return c.each(side, func(i int) error {
+		if err := dropPeers(ctx, c.masters[i].netns, outIPs); err != nil {
 			return fmt.Errorf("chaos: partition: %w", err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // HealNetwork removes every partition rule.
 func (c *Cluster) HealNetwork(ctx context.Context) error {
-	var errs []error
-	for _, m := range c.masters {
-		if err := healNetns(ctx, m.netns); err != nil {
-			errs = append(errs, err)
-		}
+	all := make([]int, len(c.masters))
+	for i := range all {
+		all[i] = i
 	}
+	return c.each(all, func(i int) error { return healNetns(ctx, c.masters[i].netns) })
+}
+
+// each runs f for every index in idx concurrently and joins the errors.
+func (c *Cluster) each(idx []int, f func(i int) error) error {
+	errs := make([]error, len(idx))
+	var wg sync.WaitGroup
+	for j, i := range idx {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[j] = f(i)
+		}()
+	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 

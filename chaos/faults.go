@@ -18,6 +18,9 @@ type injection struct {
 	// noQuorum is, for majority-kill, the window in which a majority was
 	// dead: no write invoked in it may be acknowledged before it ends.
 	noQuorum *window
+	// leader is the raft leader just before the fault ("" if unknown):
+	// faults that hit it cost an election, the others should cost little.
+	leader string
 }
 
 // window is a span of time.
@@ -97,6 +100,10 @@ func (r *runner) inject(ctx context.Context, s Step) (injection, error) {
 
 	var inj injection
 	inj.fault.Kind = string(s.Kind)
+	if l, err := c.Leader(ctx); err == nil {
+		inj.leader = c.Name(l)
+		desc += " (leader " + inj.leader + ")"
+	}
 	targets := victims
 	if side != nil {
 		targets = side
@@ -117,6 +124,9 @@ func (r *runner) inject(ctx context.Context, s Step) (injection, error) {
 	}
 	r.logf("fault %d/%d: %s %s for %s%s", s.N, len(r.steps), s.Kind, inj.fault.Target, s.Hold, desc)
 
+	// Start is when the fault takes effect: before a signal (delivered at
+	// once), after a partition's rules are in (programming them takes a
+	// few tens of milliseconds, during which the cluster is whole).
 	inj.fault.Start = time.Now()
 	var applyErr error
 	switch s.Kind {
@@ -124,6 +134,7 @@ func (r *runner) inject(ctx context.Context, s Step) (injection, error) {
 		applyErr = c.Signal(victims[0], syscall.SIGSTOP)
 	case KindPartition, KindSplit:
 		applyErr = c.Isolate(ctx, side)
+		inj.fault.Start = time.Now()
 	default:
 		for _, v := range victims {
 			if err := c.Signal(v, syscall.SIGKILL); err != nil {

@@ -218,17 +218,21 @@ func iptablesIn(ctx context.Context, ns string, args ...string) error {
 	return cmdRun(ctx, append([]string{"nsenter", "--net=/run/netns/" + ns, "iptables", "-w", "5"}, args...)...)
 }
 
-// dropPeers makes namespace ns drop every packet to and from ips. Only
-// masters' addresses are dropped: the host (clients, the harness) still
-// reaches the member.
+// dropPeers makes namespace ns drop every packet to and from ips, in one
+// iptables-restore so that the cut is (nearly) instant. Only masters'
+// addresses are dropped: the host (clients, the harness) still reaches the
+// member, so a member that answers from stale state is seen doing so.
 func dropPeers(ctx context.Context, ns string, ips []string) error {
+	var b strings.Builder
+	b.WriteString("*filter\n")
 	for _, ip := range ips {
-		if err := iptablesIn(ctx, ns, "-A", partitionChain, "-s", ip, "-j", "DROP"); err != nil {
-			return err
-		}
-		if err := iptablesIn(ctx, ns, "-A", partitionChain, "-d", ip, "-j", "DROP"); err != nil {
-			return err
-		}
+		fmt.Fprintf(&b, "-A %s -s %s -j DROP\n-A %s -d %s -j DROP\n", partitionChain, ip, partitionChain, ip)
+	}
+	b.WriteString("COMMIT\n")
+	cmd := exec.CommandContext(ctx, "nsenter", "--net=/run/netns/"+ns, "iptables-restore", "-w", "5", "--noflush")
+	cmd.Stdin = strings.NewReader(b.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("iptables-restore in %s: %v: %s", ns, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

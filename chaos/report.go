@@ -23,6 +23,8 @@ type Report struct {
 	Options  Options
 	Schedule []Step
 	Faults   []check.Fault
+	// FaultLeaders is, per fault, the raft leader just before it.
+	FaultLeaders []string
 	// Unhealthy lists the heals after which the cluster did not become
 	// healthy within Options.HealthTimeout.
 	Unhealthy  []string
@@ -43,33 +45,58 @@ type Recovery struct {
 	Max         time.Duration `json:"max"`
 	MaxFault    string        `json:"max_fault,omitempty"`
 	Unrecovered int           `json:"unrecovered"` // faults after which no write succeeded
-	PerFault    []string      `json:"per_fault,omitempty"`
+	// The same over the faults that hit the raft leader (killed, paused
+	// or cut off the leader, or a majority): those cost an election.
+	LeaderFaults int           `json:"leader_faults"`
+	LeaderP50    time.Duration `json:"leader_p50"`
+	LeaderP99    time.Duration `json:"leader_p99"`
+	PerFault     []string      `json:"per_fault,omitempty"`
 }
 
 // recoveryStats computes Recovery with firstOK (the workload's
-// FirstWriteOKAfter).
-func recoveryStats(faults []check.Fault, firstOK func(time.Time) (time.Time, bool)) Recovery {
+// FirstWriteOKAfter); leaders[i] is the leader before fault i.
+func recoveryStats(faults []check.Fault, leaders []string, firstOK func(time.Time) (time.Time, bool)) Recovery {
 	var rec Recovery
-	var ds []time.Duration
+	var ds, lds []time.Duration
 	for i, f := range faults {
 		t, ok := firstOK(f.Start)
+		hit := i < len(leaders) && leaders[i] != "" && slices.Contains(strings.FieldsFunc(f.Target, func(r rune) bool { return r == ',' || r == '|' }), leaders[i])
+		if f.Kind == string(KindSplit) {
+			// Both sides are named; the leader is hit when it is on
+			// the minority side, which is named first.
+			minority, _, _ := strings.Cut(f.Target, "|")
+			hit = slices.Contains(strings.Split(minority, ","), leaders[i])
+		}
+		if f.Kind == string(KindMajorityKill) || f.Kind == string(KindRestart) {
+			hit = true // no quorum: an election either way
+		}
+		note := ""
+		if hit {
+			note = " (leader)"
+		}
 		if !ok {
 			rec.Unrecovered++
-			rec.PerFault = append(rec.PerFault, fmt.Sprintf("#%d %s %s: no write succeeded after it", i+1, f.Kind, f.Target))
+			rec.PerFault = append(rec.PerFault, fmt.Sprintf("#%d %s %s%s: no write succeeded after it", i+1, f.Kind, f.Target, note))
 			continue
 		}
 		d := t.Sub(f.Start)
 		ds = append(ds, d)
-		rec.PerFault = append(rec.PerFault, fmt.Sprintf("#%d %s %s: %s", i+1, f.Kind, f.Target, d.Round(time.Millisecond)))
+		if hit {
+			lds = append(lds, d)
+		}
+		rec.PerFault = append(rec.PerFault, fmt.Sprintf("#%d %s %s%s: %s", i+1, f.Kind, f.Target, note, d.Round(time.Millisecond)))
 		if d > rec.Max {
 			rec.Max, rec.MaxFault = d, fmt.Sprintf("#%d %s %s", i+1, f.Kind, f.Target)
 		}
 	}
-	rec.Faults = len(ds)
+	rec.Faults, rec.LeaderFaults = len(ds), len(lds)
 	if len(ds) > 0 {
 		slices.Sort(ds)
-		rec.P50 = percentile(ds, 0.50)
-		rec.P99 = percentile(ds, 0.99)
+		rec.P50, rec.P99 = percentile(ds, 0.50), percentile(ds, 0.99)
+	}
+	if len(lds) > 0 {
+		slices.Sort(lds)
+		rec.LeaderP50, rec.LeaderP99 = percentile(lds, 0.50), percentile(lds, 0.99)
 	}
 	return rec
 }
@@ -129,6 +156,10 @@ func (r *Report) Summary(w io.Writer) {
 	if rec.MaxFault != "" {
 		fmt.Fprintf(w, " (%s)", rec.MaxFault)
 	}
+	if rec.LeaderFaults > 0 {
+		fmt.Fprintf(w, "; the %d that hit the leader: p50 %s, p99 %s", rec.LeaderFaults,
+			rec.LeaderP50.Round(time.Millisecond), rec.LeaderP99.Round(time.Millisecond))
+	}
 	if rec.Unrecovered > 0 {
 		fmt.Fprintf(w, "; %d fault(s) with no write after them", rec.Unrecovered)
 	}
@@ -155,7 +186,18 @@ func (r *Report) write() error {
 			errs = append(errs, err)
 		}
 	}
-	for name, v := range map[string]any{"faults.json": r.Faults, "checks.json": r.Results, "recovery.json": r.Recovery} {
+	type faultRecord struct {
+		check.Fault
+		Leader string `json:"leader,omitempty"` // the raft leader just before
+	}
+	timeline := make([]faultRecord, len(r.Faults))
+	for i, f := range r.Faults {
+		timeline[i].Fault = f
+		if i < len(r.FaultLeaders) {
+			timeline[i].Leader = r.FaultLeaders[i]
+		}
+	}
+	for name, v := range map[string]any{"faults.json": timeline, "checks.json": r.Results, "recovery.json": r.Recovery} {
 		b, err := json.MarshalIndent(v, "", " ")
 		if err == nil {
 			err = os.WriteFile(filepath.Join(r.Dir, name), b, 0o644)

@@ -235,6 +235,7 @@ func Run(ctx context.Context, o Options) (rep *Report, retErr error) {
 		inj, err := r.inject(ctx, s)
 		if inj.fault.Kind != "" {
 			rep.Faults = append(rep.Faults, inj.fault)
+			rep.FaultLeaders = append(rep.FaultLeaders, inj.leader)
 		}
 		if inj.noQuorum != nil {
 			quorumLoss = append(quorumLoss, *inj.noQuorum)
@@ -290,7 +291,7 @@ func Run(ctx context.Context, o Options) (rep *Report, retErr error) {
 	}
 	rep.Results = check.Run(ctx, in)
 	rep.Results = append(rep.Results, harnessResults(rep, quorumLoss)...)
-	rep.Recovery = recoveryStats(rep.Faults, wl.FirstWriteOKAfter)
+	rep.Recovery = recoveryStats(rep.Faults, rep.FaultLeaders, wl.FirstWriteOKAfter)
 	if err := rep.write(); err != nil {
 		faultErr = errors.Join(faultErr, err)
 	}
