@@ -60,8 +60,11 @@ type Result struct {
 // Run runs every check and returns their results in a fixed order:
 // linearizability, revisions, no-lost-writes, convergence, watches,
 // single-active-kube-scheduler, single-active-kube-controller-manager,
-// kube-objects, recovery-writes, recovery-kube-scheduler. A check that
-// cannot run (the cluster unreachable, a log missing) fails with the reason.
+// kube-objects, recovery-writes, recovery-kube-scheduler (the leadership
+// ones only when asked for). A check that cannot run (the cluster
+// unreachable, a log missing) fails with the reason. Run writes one key
+// itself, <prefix>~end/<nanos>, through any member: the healed cluster must
+// take a write, and that write ends every member's replay.
 func Run(ctx context.Context, in Input) []Result {
 	if in.LinearizabilityTimeout <= 0 {
 		in.LinearizabilityTimeout = 2 * time.Minute
