@@ -183,7 +183,7 @@ func (k *kubeClients) run(ctx context.Context, id int, rng *rand.Rand) {
 			op.Resource = ResourceDeployments
 			replicas := int32(rng.Intn(4))
 			op.Data = strconv.Itoa(int(replicas))
-			op.Call = now()
+			op.Call = k.w.now()
 			if state[name] == stateAbsent {
 				op.Verb = VerbCreate
 				var d *appsv1.Deployment
@@ -202,7 +202,7 @@ func (k *kubeClients) run(ctx context.Context, id int, rng *rand.Rand) {
 			op.Data = fmt.Sprintf("%d.%d", id, seq)
 			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
 				Data: map[string]string{dataKey: op.Data}}
-			op.Call = now()
+			op.Call = k.w.now()
 			switch {
 			case state[name] == stateAbsent:
 				op.Verb = VerbCreate
@@ -224,7 +224,7 @@ func (k *kubeClients) run(ctx context.Context, id int, rng *rand.Rand) {
 			}
 		}
 		cancel()
-		t := now()
+		t := k.w.now()
 		switch {
 		case err == nil:
 			op.OK, op.Return, op.ResourceVersion = true, t, rv

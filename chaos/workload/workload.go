@@ -97,6 +97,7 @@ type Stats struct {
 // Workload is a running workload.
 type Workload struct {
 	cfg  Config
+	base time.Time // see now
 	keys []string
 	log  *slog.Logger
 
@@ -127,7 +128,7 @@ func Start(ctx context.Context, cfg Config) (*Workload, error) {
 		return nil, fmt.Errorf("workload: no etcd endpoints")
 	}
 	cfg = cfg.withDefaults()
-	w := &Workload{cfg: cfg, log: cfg.Logger.With("part", "workload"), lastRev: map[int]int64{}}
+	w := &Workload{cfg: cfg, log: cfg.Logger.With("part", "workload"), lastRev: map[int]int64{}, base: time.Now()}
 	for i := 0; i < cfg.Keys; i++ {
 		w.keys = append(w.keys, fmt.Sprintf("%sk%d", cfg.KeyPrefix, i))
 	}
@@ -264,7 +265,7 @@ func (w *Workload) runClient(ctx context.Context, id int, c *clientv3.Client, en
 		switch p := rng.Intn(100); {
 		case p < 40:
 			op.Kind = history.KindGet
-			op.Call = now()
+			op.Call = w.now()
 			var resp *clientv3.GetResponse
 			if resp, err = c.Get(rctx, key); err == nil {
 				op.Revision = resp.Header.Revision
@@ -275,7 +276,7 @@ func (w *Workload) runClient(ctx context.Context, id int, c *clientv3.Client, en
 			}
 		case p < 70:
 			op.Kind, op.Value = history.KindPut, fmt.Sprintf("%d.%d", id, seq)
-			op.Call = now()
+			op.Call = w.now()
 			var resp *clientv3.PutResponse
 			if resp, err = c.Put(rctx, key, op.Value); err == nil {
 				op.Revision = resp.Header.Revision
@@ -283,7 +284,7 @@ func (w *Workload) runClient(ctx context.Context, id int, c *clientv3.Client, en
 			}
 		case p < 90:
 			op.Kind, op.Value, op.ExpectModRev = history.KindCAS, fmt.Sprintf("%d.%d", id, seq), known[key]
-			op.Call = now()
+			op.Call = w.now()
 			var resp *clientv3.TxnResponse
 			resp, err = c.Txn(rctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", op.ExpectModRev)).
 				Then(clientv3.OpPut(key, op.Value)).Commit()
@@ -295,7 +296,7 @@ func (w *Workload) runClient(ctx context.Context, id int, c *clientv3.Client, en
 			}
 		default:
 			op.Kind = history.KindDelete
-			op.Call = now()
+			op.Call = w.now()
 			var resp *clientv3.DeleteResponse
 			if resp, err = c.Delete(rctx, key); err == nil {
 				op.Revision, op.Found = resp.Header.Revision, resp.Deleted > 0
@@ -307,11 +308,14 @@ func (w *Workload) runClient(ctx context.Context, id int, c *clientv3.Client, en
 	}
 }
 
-func now() int64 { return time.Now().UnixNano() }
+// now is the time in unix nanoseconds, read off the monotonic clock from
+// the workload's start: a wall-clock step during a run must not reorder
+// the history that porcupine checks.
+func (w *Workload) now() int64 { return w.base.UnixNano() + int64(time.Since(w.base)) }
 
 // record completes op with err and appends it to the history.
 func (w *Workload) record(op history.Op, err error) {
-	t := now()
+	t := w.now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.stats.Ops++
@@ -443,7 +447,7 @@ func (w *Workload) runWatcher(ctx context.Context, wt history.Watcher) {
 			return
 		}
 		ep = (ep + 1) % eps
-		r := history.WatchResume{Watcher: wt.Watcher, FromRev: from, At: now(), Reason: reason}
+		r := history.WatchResume{Watcher: wt.Watcher, FromRev: from, At: w.now(), Reason: reason}
 		if compactRev > 0 {
 			r.Compacted, r.CompactRev = true, compactRev
 			from = compactRev
@@ -493,7 +497,7 @@ func (w *Workload) watchOnce(ctx context.Context, wt history.Watcher, c *clientv
 			if len(resp.Events) == 0 {
 				continue
 			}
-			at := now()
+			at := w.now()
 			evs := make([]history.WatchEvent, 0, len(resp.Events))
 			for _, ev := range resp.Events {
 				e := history.WatchEvent{Watcher: wt.Watcher, Key: string(ev.Kv.Key), Type: ev.Type.String(),
