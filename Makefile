@@ -12,7 +12,7 @@ GO ?= go
 # check the machine image and the Ansible testbed (packer/, ansible/).
 APT_PACKAGES := etcd-client etcd-server containerd runc iptables busybox-static iproute2 \
 	packer qemu-system-x86 qemu-utils xorriso ansible ansible-lint yamllint \
-	debootstrap systemd-container openssh-client
+	debootstrap systemd-container openssh-client wget
 
 .PHONY: deps build vet test up bench clean
 

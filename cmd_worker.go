@@ -23,6 +23,7 @@ import (
 
 	"synod/node/apilb"
 	"synod/node/gossip"
+	"synod/node/iptbackend"
 	"synod/node/kubelet"
 	"synod/node/kubeletserver"
 	"synod/node/network"
@@ -54,6 +55,7 @@ func workerCommand() *cli.Command {
 			&cli.StringFlag{Name: "containerd-socket", Usage: "containerd socket (default: start a private containerd under --data-dir)"},
 			&cli.StringFlag{Name: "cluster-cidr", Value: "10.244.0.0/16", Usage: "the cluster's pod CIDR (the masters' --cluster-cidr)"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve /metrics here (e.g. 127.0.0.1:10249; default off)"},
+			&cli.StringFlag{Name: "iptables-backend", Value: "auto", Usage: "iptables backend for the service proxy and the pod network: auto (the one holding the host's rules; legacy on a host with none, as it restores large rule sets much faster), nft or legacy"},
 			&cli.BoolFlag{Name: "cleanup", Usage: "remove the proxy's iptables chains and the pod network from this host, then exit"},
 		},
 		Action: runWorker,
@@ -105,6 +107,10 @@ func runWorker(c *cli.Context) error {
 	if _, _, err := net.ParseCIDR(c.String("cluster-cidr")); err != nil {
 		return usageError(c, "--cluster-cidr: %v", err)
 	}
+	backend, err := iptbackend.Parse(c.String("iptables-backend"))
+	if err != nil {
+		return usageError(c, "--iptables-backend: %v", err)
+	}
 	restCfg, err := clientcmd.BuildConfigFromFlags("", c.String("kubeconfig"))
 	if err != nil {
 		return usageError(c, "--kubeconfig: %v", err)
@@ -146,10 +152,21 @@ func runWorker(c *cli.Context) error {
 	defer rt.Close()
 	log.Info("containerd", "socket", rt.Socket())
 	clusterCIDR := c.String("cluster-cidr")
+	// One backend for both the pod network's and the proxy's chains,
+	// chosen before either writes a rule.
+	ipt, why, err := iptbackend.Resolve(ctx, backend)
+	if err != nil {
+		return runtimeError(c, err)
+	}
+	log.Info("iptables backend", "backend", ipt.Backend, "why", why)
+	iptRunner, err := proxy.NewRunner("", ipt)
+	if err != nil {
+		return runtimeError(c, err)
+	}
 	kl, err := kubelet.New(kubelet.Config{Client: client, NodeName: name, NodeIP: nodeIP, Runtime: rt,
 		Network: func(ctx context.Context, podCIDR string) (kubelet.Network, error) {
 			n, err := network.New(network.Config{PodCIDR: podCIDR, ClusterCIDR: clusterCIDR, StateDir: filepath.Join(dataDir, "network"),
-				Logger: log.With("component", "network"), Registerer: reg})
+				IPTables: ipt, Logger: log.With("component", "network"), Registerer: reg})
 			if err != nil {
 				return nil, err
 			}
@@ -173,7 +190,7 @@ func runWorker(c *cli.Context) error {
 		return runtimeError(c, err)
 	}
 	px, err := proxy.New(proxy.Config{Client: client, NodeName: name, NodeIPs: []net.IP{net.ParseIP(nodeIP)}, ClusterCIDR: clusterCIDR,
-		Logger: log.With("component", "proxy"), Registerer: reg})
+		IPTables: iptRunner, Logger: log.With("component", "proxy"), Registerer: reg})
 	if err != nil {
 		return runtimeError(c, err)
 	}
@@ -204,29 +221,41 @@ func runWorker(c *cli.Context) error {
 	return nil
 }
 
-// workerCleanup removes what a worker programmed into this host's kernel.
+// workerCleanup removes what a worker programmed into this host's kernel,
+// in both iptables backends (the host may have switched since).
 // Containers are left to containerd (stop them with the pods).
 func workerCleanup(ctx context.Context, c *cli.Context, log *slog.Logger) error {
-	r, err := proxy.NewRunner("")
-	if err != nil {
-		return runtimeError(c, err)
-	}
-	var errs []error
-	if err := proxy.Cleanup(ctx, r); err != nil {
-		errs = append(errs, err)
-	}
 	dataDir := c.String("data-dir")
 	if dataDir == "" {
 		dataDir = c.String("name") + ".worker"
 	}
-	// Cleanup removes the bridge, routes and chains by name, whatever the
-	// podCIDR was; New only needs a valid one.
-	n, err := network.New(network.Config{PodCIDR: "10.255.255.0/29", StateDir: filepath.Join(dataDir, "network"), Logger: log})
-	if err == nil {
-		err = n.Cleanup(ctx)
+	var errs []error
+	cleaned := 0
+	for _, b := range []iptbackend.Backend{iptbackend.Legacy, iptbackend.NFT} {
+		tools, err := iptbackend.ToolsFor(b)
+		if err != nil {
+			continue // not installed: nothing of ours can be there
+		}
+		cleaned++
+		r, err := proxy.NewRunner("", tools)
+		if err == nil {
+			err = proxy.Cleanup(ctx, r)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", b, err))
+		}
+		// Cleanup removes the bridge, routes and chains by name, whatever
+		// the podCIDR was; New only needs a valid one.
+		n, err := network.New(network.Config{PodCIDR: "10.255.255.0/29", StateDir: filepath.Join(dataDir, "network"), IPTables: tools, Logger: log})
+		if err == nil {
+			err = n.Cleanup(ctx)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", b, err))
+		}
 	}
-	if err != nil {
-		errs = append(errs, err)
+	if cleaned == 0 {
+		errs = append(errs, errors.New("neither iptables-legacy nor iptables-nft is installed"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return runtimeError(c, err)

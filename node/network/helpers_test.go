@@ -22,7 +22,7 @@ func requireKernel(t *testing.T) {
 	if os.Geteuid() != 0 {
 		missing = "root"
 	}
-	for _, tool := range []string{"ip", "iptables", "iptables-restore", "busybox"} {
+	for _, tool := range []string{"ip", "iptables-legacy", "iptables-nft", "busybox"} {
 		if missing == "" {
 			if _, err := exec.LookPath(tool); err != nil {
 				missing = tool + " (apt packages iproute2, iptables, busybox-static)"

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/coreos/go-iptables/iptables"
+
+	"synod/node/iptbackend"
 )
 
 // The chains this package owns. Their contents are rewritten as a whole
@@ -31,23 +33,35 @@ func (j jump) spec() []string {
 	return []string{"-m", "comment", "--comment", jumpComment, "-j", j.to}
 }
 
-// iptablesRunner runs iptables in the node's network namespace.
+// iptablesRunner runs one iptables backend's tools in the node's network
+// namespace.
 type iptablesRunner struct {
 	netns   string
 	ipt     *iptables.IPTables
 	restore string
+	tools   iptbackend.Tools
 }
 
-func newIPTablesRunner(netnsPath string) (*iptablesRunner, error) {
-	ipt, err := iptables.New(iptables.IPFamily(iptables.ProtocolIPv4), iptables.Timeout(5))
+// IPTables reports the iptables backend and tools the network uses.
+func (n *Network) IPTables() iptbackend.Tools { return n.ipt.tools }
+
+// newIPTablesRunner uses tools, or the backend detected in the namespace
+// when tools is zero.
+func newIPTablesRunner(netnsPath string, tools iptbackend.Tools) (*iptablesRunner, error) {
+	if tools.IPTables == "" {
+		err := inNetNS(netnsPath, func() (err error) {
+			tools, _, err = iptbackend.Detect(context.Background())
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("iptables: %w", err)
+		}
+	}
+	ipt, err := iptables.New(iptables.IPFamily(iptables.ProtocolIPv4), iptables.Path(tools.IPTables), iptables.Timeout(5))
 	if err != nil {
 		return nil, fmt.Errorf("iptables: %w", err)
 	}
-	restore, err := exec.LookPath("iptables-restore")
-	if err != nil {
-		return nil, fmt.Errorf("iptables: %w", err)
-	}
-	return &iptablesRunner{netns: netnsPath, ipt: ipt, restore: restore}, nil
+	return &iptablesRunner{netns: netnsPath, ipt: ipt, restore: tools.Restore, tools: tools}, nil
 }
 
 // iptablesRules returns the restore text for both chains.

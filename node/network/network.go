@@ -16,6 +16,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"synod/node/iptbackend"
 )
 
 // DefaultBridgeName is the bridge used when Config.BridgeName is empty.
@@ -47,6 +49,9 @@ type Config struct {
 	// namespace (bridge, routes, iptables). Empty means the namespace of the
 	// calling process. synod uses it for workers simulated on one machine.
 	NetNS string
+	// IPTables are the iptables tools to use (the same backend as the
+	// service proxy's); zero detects the backend in NetNS.
+	IPTables iptbackend.Tools
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Registerer, if set, receives the package's metrics.
@@ -123,7 +128,7 @@ func New(cfg Config) (*Network, error) {
 	if err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}
-	ipt, err := newIPTablesRunner(cfg.NetNS)
+	ipt, err := newIPTablesRunner(cfg.NetNS, cfg.IPTables)
 	if err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}

@@ -329,11 +329,11 @@ func TestCleanupLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Without a ClusterCIDR the peer's podCIDR is exempted from masquerade.
-	nat := inNS(t, A.name, "iptables", "-t", "nat", "-S", ChainPostrouting)
+	nat := inNS(t, A.name, A.net.IPTables().IPTables, "-t", "nat", "-S", ChainPostrouting)
 	if !strings.Contains(nat, "-d 10.250.6.0/24 -j RETURN") || !strings.Contains(nat, "MASQUERADE") {
 		t.Fatalf("nat chain:\n%s", nat)
 	}
-	if f := inNS(t, A.name, "iptables", "-S", "FORWARD"); !strings.Contains(f, "-j "+ChainForward) {
+	if f := inNS(t, A.name, A.net.IPTables().IPTables, "-S", "FORWARD"); !strings.Contains(f, "-j "+ChainForward) {
 		t.Fatalf("FORWARD has no jump:\n%s", f)
 	}
 
@@ -348,7 +348,7 @@ func TestCleanupLeavesNothing(t *testing.T) {
 		t.Fatalf("routes left: %q", r)
 	}
 	for _, table := range []string{"nat", "filter"} {
-		if s := inNS(t, A.name, "iptables", "-t", table, "-S"); strings.Contains(s, "SYNOD") {
+		if s := inNS(t, A.name, A.net.IPTables().IPTables, "-t", table, "-S"); strings.Contains(s, "SYNOD") {
 			t.Fatalf("%s table still has synod rules:\n%s", table, s)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"synod/node/iptbackend"
 )
 
 // bigPorts is n services (half of them NodePorts) with m ready endpoints
@@ -27,23 +29,27 @@ func bigPorts(n, m int) []servicePort {
 }
 
 // BenchmarkSync is the proxy benchmark: 1,000 services × 10
-// endpoints programmed into a fresh namespace. "full" is a sync that
-// writes every chain (startup, hourly); "partial" is the sync after one
-// endpoint of one service changed, which is what a change costs.
+// endpoints programmed into a fresh namespace, with each iptables backend
+// (a fresh worker picks legacy; one on a host whose rules are in nft uses
+// nft). "full" is a sync that writes every chain (startup, hourly);
+// "partial" is the sync after one endpoint of one service changed, which
+// is what a change costs.
 //
 //	go test -run '^$' -bench Sync -benchtime 3x ./node/proxy
 func BenchmarkSync(b *testing.B) {
-	for _, mode := range []string{"full", "partial"} {
-		b.Run(mode, func(b *testing.B) {
-			benchSync(b, mode == "full")
-		})
+	for _, backend := range []iptbackend.Backend{iptbackend.Legacy, iptbackend.NFT} {
+		for _, mode := range []string{"full", "partial"} {
+			b.Run(string(backend)+"/"+mode, func(b *testing.B) {
+				benchSync(b, backend, mode == "full")
+			})
+		}
 	}
 }
 
-func benchSync(b *testing.B, full bool) {
+func benchSync(b *testing.B, backend iptbackend.Backend, full bool) {
 	ctx := context.Background()
 	path := benchNetNS(b)
-	r, err := NewRunner(path)
+	r, _, err := NewAutoRunner(ctx, path, backend)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"synod/internal/testcluster"
+	"synod/node/iptbackend"
 )
 
 func TestMain(m *testing.M) { testcluster.Main(m) }
@@ -25,7 +26,7 @@ func requireNetNS(t *testing.T) {
 	if os.Geteuid() != 0 {
 		missing = "root"
 	}
-	for _, tool := range []string{"ip", "iptables", "iptables-restore", "iptables-save"} {
+	for _, tool := range []string{"ip", "iptables-legacy", "iptables-nft", "iptables-legacy-restore", "iptables-nft-restore"} {
 		if _, err := exec.LookPath(tool); err != nil && missing == "" {
 			missing = tool + " (apt packages iptables, iproute2)"
 		}
@@ -76,6 +77,12 @@ type countingRunner struct {
 	restores atomic.Int64
 }
 
+// iptables is the runner's iptables binary (its backend's), for tests
+// that change rules behind the proxier's back.
+func (c *countingRunner) iptables() string {
+	return c.Runner.(*ExecRunner).Tools().IPTables
+}
+
 func (c *countingRunner) Restore(ctx context.Context, data []byte) error {
 	c.restores.Add(1)
 	return c.Runner.Restore(ctx, data)
@@ -83,7 +90,7 @@ func (c *countingRunner) Restore(ctx context.Context, data []byte) error {
 
 func newRunner(t *testing.T, netns string) *countingRunner {
 	t.Helper()
-	r, err := NewRunner(netns)
+	r, _, err := NewAutoRunner(context.Background(), netns, testBackend())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,4 +133,13 @@ func syncs(t *testing.T, reg *prometheus.Registry) uint64 {
 		}
 	}
 	return 0
+}
+
+// testBackend is the iptables backend the package tests use:
+// SYNOD_TEST_IPTABLES_BACKEND (nft or legacy) or detection.
+func testBackend() iptbackend.Backend {
+	if b, err := iptbackend.Parse(os.Getenv("SYNOD_TEST_IPTABLES_BACKEND")); err == nil {
+		return b
+	}
+	return iptbackend.Auto
 }

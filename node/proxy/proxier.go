@@ -23,6 +23,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"synod/node/iptbackend"
 )
 
 // Labels kube-proxy's informers exclude: objects of another proxy
@@ -42,8 +44,8 @@ type Config struct {
 	// ClusterCIDR is the pod network (e.g. 10.244.0.0/16). Traffic to a
 	// cluster IP from outside it is masqueraded; empty disables that.
 	ClusterCIDR string
-	// IPTables runs the iptables tools; nil means NewRunner("") (the
-	// process's own network namespace).
+	// IPTables runs the iptables tools; nil means NewAutoRunner in the
+	// process's own network namespace (the backend detected).
 	IPTables   Runner
 	Logger     *slog.Logger          // nil discards
 	Registerer prometheus.Registerer // nil registers nothing
@@ -109,10 +111,11 @@ func New(cfg Config) (*Proxier, error) {
 		p.log = slog.New(slog.DiscardHandler)
 	}
 	if p.runner == nil {
-		r, err := NewRunner("")
+		r, reason, err := NewAutoRunner(context.Background(), "", iptbackend.Auto)
 		if err != nil {
 			return nil, fmt.Errorf("proxy: %w", err)
 		}
+		p.log.Info("iptables backend", "backend", r.Tools().Backend, "why", reason)
 		p.runner = r
 	}
 	m, err := newMetrics(cfg.Registerer)

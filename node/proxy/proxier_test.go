@@ -316,8 +316,8 @@ func testCleanup(t *testing.T, c *testcluster.Cluster) {
 		return strings.Contains(save(t, s.runner, "nat"), "clean/web:http")
 	})
 	// Someone else's rules in the built-in chains survive.
-	run(t, "ip", "netns", "exec", s.netns, "iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "10.99.0.0/16", "-j", "MASQUERADE")
-	run(t, "ip", "netns", "exec", s.netns, "iptables", "-t", "filter", "-A", "FORWARD", "-s", "10.99.0.0/16", "-j", "ACCEPT")
+	run(t, "ip", "netns", "exec", s.netns, s.runner.iptables(), "-t", "nat", "-A", "POSTROUTING", "-s", "10.99.0.0/16", "-j", "MASQUERADE")
+	run(t, "ip", "netns", "exec", s.netns, s.runner.iptables(), "-t", "filter", "-A", "FORWARD", "-s", "10.99.0.0/16", "-j", "ACCEPT")
 	s.stop()
 
 	// A fresh runner: Cleanup needs nothing from the proxier.
@@ -398,7 +398,7 @@ func testRestart(t *testing.T, c *testcluster.Cluster) {
 func testRepairJumps(t *testing.T, c *testcluster.Cluster) {
 	name, path := newNetNS(t)
 	s := startProxierIn(t, c, name, path, Config{SyncPeriod: 200 * time.Millisecond})
-	run(t, "ip", "netns", "exec", name, "iptables", "-t", "nat", "-D", "PREROUTING",
+	run(t, "ip", "netns", "exec", name, s.runner.iptables(), "-t", "nat", "-D", "PREROUTING",
 		"-m", "comment", "--comment", "kubernetes service portals", "-j", "KUBE-SERVICES")
 	took := eventually(t, 2*time.Second, "jump repaired", func() bool {
 		return strings.Contains(save(t, s.runner, "nat"), `-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES`)

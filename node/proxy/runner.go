@@ -10,6 +10,8 @@ import (
 
 	"github.com/coreos/go-iptables/iptables"
 	"golang.org/x/sys/unix"
+
+	"synod/node/iptbackend"
 )
 
 // Runner executes iptables commands for the proxier. ExecRunner is the
@@ -32,37 +34,63 @@ type Runner interface {
 type ExecRunner struct {
 	netns string
 	ipt   *iptables.IPTables
+	tools iptbackend.Tools
 }
 
-// NewRunner returns a Runner for the network namespace at netnsPath (for
-// example /run/netns/NAME, as `ip netns add NAME` creates), or for the
-// process's own namespace if netnsPath is empty.
+// NewRunner returns a Runner using tools (one iptables backend's binaries)
+// for the network namespace at netnsPath (for example /run/netns/NAME, as
+// `ip netns add NAME` creates), or for the process's own namespace if
+// netnsPath is empty.
 //
 // Commands run in the namespace by switching a locked OS thread into it
 // and forking from that thread (children inherit the thread's namespace),
 // so go-iptables works unchanged and no `ip netns exec` wrapper is needed.
-func NewRunner(netnsPath string) (*ExecRunner, error) {
+func NewRunner(netnsPath string, tools iptbackend.Tools) (*ExecRunner, error) {
 	if netnsPath != "" {
 		if _, err := os.Stat(netnsPath); err != nil {
 			return nil, fmt.Errorf("network namespace: %w", err)
 		}
 	}
-	for _, tool := range []string{"iptables-restore", "iptables-save"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return nil, fmt.Errorf("find %s: %w", tool, err)
-		}
+	if tools.IPTables == "" || tools.Restore == "" || tools.Save == "" {
+		return nil, fmt.Errorf("iptables tools not set: %+v", tools)
 	}
-	ipt, err := iptables.NewWithProtocol(iptables.ProtocolIPv4)
+	ipt, err := iptables.New(iptables.IPFamily(iptables.ProtocolIPv4), iptables.Path(tools.IPTables), iptables.Timeout(5))
 	if err != nil {
 		return nil, fmt.Errorf("iptables: %w", err)
 	}
-	return &ExecRunner{netns: netnsPath, ipt: ipt}, nil
+	return &ExecRunner{netns: netnsPath, ipt: ipt, tools: tools}, nil
 }
+
+// NewAutoRunner resolves backend (iptbackend.Auto detects) inside the
+// namespace at netnsPath and returns a Runner for it, with the reason for
+// the choice.
+func NewAutoRunner(ctx context.Context, netnsPath string, backend iptbackend.Backend) (*ExecRunner, string, error) {
+	var tools iptbackend.Tools
+	var reason string
+	resolve := func() (err error) {
+		tools, reason, err = iptbackend.Resolve(ctx, backend)
+		return err
+	}
+	var err error
+	if netnsPath == "" {
+		err = resolve()
+	} else {
+		err = InNetNS(netnsPath, resolve)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := NewRunner(netnsPath, tools)
+	return r, reason, err
+}
+
+// Tools reports the runner's iptables backend and binaries.
+func (r *ExecRunner) Tools() iptbackend.Tools { return r.tools }
 
 // Restore implements Runner.
 func (r *ExecRunner) Restore(ctx context.Context, data []byte) error {
 	return r.in(func() error {
-		cmd := exec.CommandContext(ctx, "iptables-restore", "--noflush", "--wait")
+		cmd := exec.CommandContext(ctx, r.tools.Restore, "--noflush", "--wait")
 		cmd.Stdin = bytes.NewReader(data)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("iptables-restore: %w: %s", err, bytes.TrimSpace(out))
@@ -76,7 +104,7 @@ func (r *ExecRunner) Save(ctx context.Context, table string) ([]byte, error) {
 	var out []byte
 	err := r.in(func() error {
 		var stderr bytes.Buffer
-		cmd := exec.CommandContext(ctx, "iptables-save", "-t", table)
+		cmd := exec.CommandContext(ctx, r.tools.Save, "-t", table)
 		cmd.Stderr = &stderr
 		var err error
 		if out, err = cmd.Output(); err != nil {
