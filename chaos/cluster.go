@@ -260,26 +260,43 @@ func (c *Cluster) PID(i int) int {
 // Signal sends sig to master i. For SIGKILL it also waits (up to 10s) until
 // the process is reaped, so that a restart can bind its ports.
 func (c *Cluster) Signal(i int, sig syscall.Signal) error {
-	c.mu.Lock()
-	m := c.masters[i]
-	if m.proc == nil || isClosed(m.done) {
+	return c.SignalAll([]int{i}, sig)
+}
+
+// SignalAll sends sig to every master in idx first and only then, for
+// SIGKILL, waits for them to be reaped: a majority dies at one instant, not
+// one member at a time with a quorum left in between.
+func (c *Cluster) SignalAll(idx []int, sig syscall.Signal) error {
+	var errs []error
+	var reap []chan struct{}
+	for _, i := range idx {
+		c.mu.Lock()
+		m := c.masters[i]
+		if m.proc == nil || isClosed(m.done) {
+			c.mu.Unlock()
+			errs = append(errs, fmt.Errorf("chaos: %s is not running", m.name))
+			continue
+		}
+		pid, done := m.proc.Process.Pid, m.done
 		c.mu.Unlock()
-		return fmt.Errorf("chaos: %s is not running", m.name)
+		if err := syscall.Kill(pid, sig); err != nil {
+			errs = append(errs, fmt.Errorf("chaos: signal %s (pid %d): %w", m.name, pid, err))
+			continue
+		}
+		c.log.Info("signalled master", "name", m.name, "pid", pid, "signal", sig.String())
+		reap = append(reap, done)
 	}
-	pid, done := m.proc.Process.Pid, m.done
-	c.mu.Unlock()
-	if err := syscall.Kill(pid, sig); err != nil {
-		return fmt.Errorf("chaos: signal %s (pid %d): %w", m.name, pid, err)
-	}
-	c.log.Info("signalled master", "name", m.name, "pid", pid, "signal", sig.String())
 	if sig == syscall.SIGKILL {
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			return fmt.Errorf("chaos: %s (pid %d) not reaped 10s after SIGKILL", m.name, pid)
+		deadline := time.Now().Add(10 * time.Second)
+		for _, done := range reap {
+			select {
+			case <-done:
+			case <-time.After(time.Until(deadline)):
+				errs = append(errs, fmt.Errorf("chaos: a master was not reaped 10s after SIGKILL"))
+			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Isolate cuts the masters in side off from all the others, both ways: the

@@ -136,11 +136,7 @@ func (r *runner) inject(ctx context.Context, s Step) (injection, error) {
 		applyErr = c.Isolate(ctx, side)
 		inj.fault.Start = time.Now()
 	default:
-		for _, v := range victims {
-			if err := c.Signal(v, syscall.SIGKILL); err != nil {
-				applyErr = errors.Join(applyErr, err)
-			}
-		}
+		applyErr = c.SignalAll(victims, syscall.SIGKILL)
 	}
 	if applyErr == nil {
 		if s.Kind == KindMajorityKill {
