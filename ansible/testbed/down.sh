@@ -67,7 +67,9 @@ if [ -d "$TB_STATE/machines" ]; then
 	rm -rf "$TB_STATE/machines"
 fi
 if [ -f "$TB_STATE/inventory-path" ]; then
-	rm -f "$(cat "$TB_STATE/inventory-path")" "$TB_STATE/inventory-path"
+	inv=$(cat "$TB_STATE/inventory-path")
+	# site.yml's CA, keys and kubeconfigs for the testbed live next to it.
+	rm -rf "$inv" "$(dirname "$inv")/synod-testbed" "$TB_STATE/inventory-path"
 fi
 rm -rf "$TB_STATE/run"
 tb_log "testbed down"
