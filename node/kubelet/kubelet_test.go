@@ -67,7 +67,7 @@ func TestKubelet(t *testing.T) {
 			t.Errorf("capacity = %v", node.Status.Capacity)
 		}
 		info := node.Status.NodeInfo
-		if info.KubeletVersion != Version || info.KernelVersion == "" || info.Architecture == "" || !strings.HasPrefix(info.ContainerRuntimeVersion, "containerd://") {
+		if info.KubeletVersion != Version || info.KernelVersion == "" || info.Architecture == "" || !strings.HasPrefix(info.ContainerRuntimeVersion, "containerd://") || info.ContainerRuntimeVersion == "containerd://unknown" {
 			t.Errorf("nodeInfo = %+v", info)
 		}
 		if len(node.Status.Addresses) != 2 || node.Status.Addresses[0].Address != "192.0.2.10" {

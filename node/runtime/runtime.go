@@ -138,6 +138,16 @@ func Start(ctx context.Context, cfg Config) (*Runtime, error) {
 // `synod image import --containerd-socket` needs it.
 func (r *Runtime) Socket() string { return r.socket }
 
+// Version is the containerd daemon's version (e.g. "1.6.20~ds1"), for the
+// Node's nodeInfo.containerRuntimeVersion.
+func (r *Runtime) Version(ctx context.Context) (string, error) {
+	v, err := r.client.Version(r.nsCtx(ctx))
+	if err != nil {
+		return "", fmt.Errorf("runtime: containerd version: %w", err)
+	}
+	return v.Version, nil
+}
+
 // Namespace is the containerd namespace in use.
 func (r *Runtime) Namespace() string { return r.ns }
 
