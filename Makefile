@@ -70,3 +70,21 @@ image: deps build
 # script against roots with one thing missing.
 packer-check: deps build
 	SYNOD_BINARY=$(CURDIR)/synod $(GO) test -count=1 ./packer
+
+# The Ansible testbed (ansible/testbed/): Debian machines as systemd-nspawn
+# containers on bridge synodtb0 (10.95.0.0/24), inventory in
+# ansible/inventory/testbed.ini. Then: cd ansible && ansible-playbook -i
+# inventory/testbed.ini site.yml
+TESTBED_MASTERS ?= 3
+TESTBED_WORKERS ?= 1
+
+.PHONY: testbed-up testbed-down lint-ansible
+
+testbed-up: deps build
+	ansible/testbed/up.sh $(TESTBED_MASTERS) $(TESTBED_WORKERS)
+
+testbed-down:
+	ansible/testbed/down.sh
+
+lint-ansible: deps
+	cd ansible && yamllint . && ansible-lint --offline

@@ -110,6 +110,25 @@ func recap(t *testing.T, out string) map[string]map[string]int {
 	return hosts
 }
 
+// TestLint: yamllint and ansible-lint (offline: no collection installs)
+// are clean over the playbooks, roles and inventories.
+func TestLint(t *testing.T) {
+	for _, tool := range []string{"yamllint", "ansible-lint"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("needs %s", tool)
+			}
+			t.Skipf("needs %s", tool)
+		}
+	}
+	if out, err := run(t, 2*time.Minute, nil, "yamllint", "--strict", "."); err != nil {
+		t.Errorf("yamllint: %v\n%s", err, out)
+	}
+	if out, err := run(t, 3*time.Minute, nil, "ansible-lint", "--offline"); err != nil {
+		t.Errorf("ansible-lint: %v\n%s", err, out)
+	}
+}
+
 // TestEvenMastersStopBeforeTouchingHosts: a 4-master inventory fails in the
 // control host's validation play; no machine (all unreachable TEST-NET
 // addresses) appears in the recap.
