@@ -149,10 +149,40 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, retErr er
 		}
 		c.kube = append(c.kube, kc)
 	}
-	if err := c.WaitHealthy(ctx, 60*time.Second); err != nil {
-		return nil, err
+	// A master that dies at birth (a bad --master-arg, a broken binary)
+	// fails the start at once, with its last words.
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	died := make(chan error, 1)
+	for _, m := range c.masters {
+		go func() {
+			select {
+			case <-m.done:
+				died <- fmt.Errorf("chaos: %s exited during startup; last lines of %s:\n%s", m.name, m.logPath, logTail(m.logPath, 10))
+				cancel()
+			case <-sctx.Done():
+			}
+		}()
+	}
+	if err := c.WaitHealthy(sctx, 60*time.Second); err != nil {
+		select {
+		case derr := <-died:
+			return nil, derr
+		default:
+			return nil, err
+		}
 	}
 	return c, nil
+}
+
+// logTail returns the last n lines of the file at path.
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // writeKubeconfig writes an admin kubeconfig pointing at m1's API.

@@ -77,6 +77,9 @@ func (o *Options) Validate() error {
 	case o.Binary == "":
 		return usagef("no synod binary")
 	}
+	if _, err := os.Stat(o.Binary); err != nil {
+		return usagef("synod binary: %v", err)
+	}
 	if o.ReportDir == "" {
 		o.ReportDir = filepath.Join("reports", "chaos-"+time.Now().UTC().Format("20060102-150405"))
 	}
