@@ -135,6 +135,9 @@ build {
       "ANSIBLE_CONFIG=${local.repo_dir}/ansible/ansible.cfg",
       "ANSIBLE_HOST_KEY_CHECKING=False",
       "ANSIBLE_NOCOLOR=True",
+      # No ControlPersist master: one left running holds the provisioner's
+      # output open, and Packer waits for it.
+      "ANSIBLE_SSH_ARGS=-o ControlMaster=no -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no",
     ]
   }
 
@@ -150,6 +153,9 @@ build {
       "ANSIBLE_CONFIG=${local.repo_dir}/ansible/ansible.cfg",
       "ANSIBLE_HOST_KEY_CHECKING=False",
       "ANSIBLE_NOCOLOR=True",
+      # No ControlPersist master: one left running holds the provisioner's
+      # output open, and Packer waits for it.
+      "ANSIBLE_SSH_ARGS=-o ControlMaster=no -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no",
     ]
   }
 

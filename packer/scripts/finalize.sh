@@ -46,6 +46,12 @@ RequiredBy=ssh.service
 UNIT
 systemctl enable synod-ssh-hostkeys.service
 
+# The debootstrap base skips initrd rebuilds during the build (see
+# build-base.sh); the machine itself rebuilds them as Debian does.
+if [ -f /etc/initramfs-tools/update-initramfs.conf ]; then
+	sed -i 's/^update_initramfs=no$/update_initramfs=yes/' /etc/initramfs-tools/update-initramfs.conf
+fi
+
 truncate -s 0 /etc/machine-id
 rm -f /var/lib/dbus/machine-id
 
