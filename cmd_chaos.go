@@ -45,6 +45,7 @@ func chaosCommand() *cli.Command {
 				"Exit codes: 0 every check passed, 1 a check failed or the harness failed, 2 bad usage.",
 			Flags: []cli.Flag{
 				&cli.IntFlag{Name: "masters", Value: 3, Usage: "masters: 3, 5 or 7"},
+				&cli.IntFlag{Name: "workers", Usage: "also start this many workers (namespaces synodch-w1, ... at 10.97.0.31, ...) running 2 steady pods each, which must keep running through every fault"},
 				&cli.StringFlag{Name: "faults", Value: "kill,pause,partition", Usage: "comma-separated fault kinds (see above), or all"},
 				&cli.DurationFlag{Name: "interval", Value: 5 * time.Second, Usage: "time between the starts of two faults"},
 				&cli.DurationFlag{Name: "duration", Value: time.Minute, Usage: "length of the fault phase: duration/interval faults"},
@@ -95,7 +96,7 @@ func runChaos(c *cli.Context) error {
 		Binary: binary, Masters: c.Int("masters"), Kinds: kinds, Interval: c.Duration("interval"),
 		Count: c.Int("count"), Duration: c.Duration("duration"), Seed: c.Int64("seed"),
 		ReportDir: c.String("report-dir"), Keep: c.Bool("keep"), MasterArgs: c.StringSlice("master-arg"),
-		Clients: c.Int("clients"), Keys: c.Int("keys"), Watchers: c.Int("watchers"), NoKube: c.Bool("no-kube"),
+		Clients: c.Int("clients"), Keys: c.Int("keys"), Watchers: c.Int("watchers"), NoKube: c.Bool("no-kube"), Workers: c.Int("workers"),
 		Settle: c.Duration("settle"), LockWait: c.Duration("wait-lock"),
 		Progress: c.App.ErrWriter, Logger: logger(c),
 	}

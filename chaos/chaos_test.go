@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"synod/chaos"
+	"synod/chaos/check"
 	"synod/internal/testcluster"
 )
 
@@ -186,15 +187,17 @@ func processesUnder(dir string) []string {
 	return out
 }
 
-// TestShortRun is CI's chaos run: 3 masters, 20 faults (kills of a random
-// master and of the leader, pauses, partitions), every check must pass.
+// TestShortRun is CI's chaos run: 3 masters and a worker with 2 pods, 20
+// faults (kills of a random master and of the leader, pauses, partitions),
+// every check must pass, the pods' containers must run on untouched.
 func TestShortRun(t *testing.T) {
 	requireMachine(t)
 	kinds, _ := chaos.ParseKinds("kill,leader-kill,pause,partition")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	start := time.Now()
-	rep := runChaos(t, ctx, chaos.Options{Masters: 3, Kinds: kinds, Interval: 4 * time.Second, Count: 20, Seed: 1, Settle: 3 * time.Second})
+	rep := runChaos(t, ctx, chaos.Options{Masters: 3, Kinds: kinds, Interval: 4 * time.Second, Count: 20, Seed: 1, Settle: 3 * time.Second,
+		Workers: 1})
 	if len(rep.Faults) != 20 {
 		t.Errorf("%d faults injected, want 20", len(rep.Faults))
 	}
@@ -208,6 +211,9 @@ func TestShortRun(t *testing.T) {
 	}
 	if !rep.Pass() {
 		t.Error("the report does not pass")
+	}
+	if !slices.ContainsFunc(rep.Results, func(r check.Result) bool { return r.Name == "worker-pods-keep-running" }) {
+		t.Error("no worker-pods-keep-running check")
 	}
 	t.Logf("took %s", time.Since(start).Round(time.Second))
 }

@@ -38,7 +38,10 @@ type ClusterConfig struct {
 	Dir        string   // data dirs and the PKI go here
 	LogDir     string   // per-master log files (m1.log, ...)
 	MasterArgs []string // appended to every `synod master`'s args
-	Logger     *slog.Logger
+	// Workers starts this many `synod worker`s, each in a namespace of
+	// its own on the bridge; the masters then join a gossip pool.
+	Workers int
+	Logger  *slog.Logger
 }
 
 // Cluster is a running set of masters in network namespaces.
@@ -48,6 +51,7 @@ type Cluster struct {
 	masters []*master
 	etcd    []*clientv3.Client // one per master, pinned to its endpoint
 	kube    []kubernetes.Interface
+	workers []*worker
 
 	mu sync.Mutex // guards the masters' proc fields
 }
@@ -123,6 +127,9 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, retErr er
 			"--leader-elect-renew-deadline", "2s",
 			"--leader-elect-retry-period", "250ms",
 		}, cfg.MasterArgs...)
+		if cfg.Workers > 0 {
+			m.args = append(m.args, "--gossip-addr", gossipAddr(m.ip), "--gossip-join", gossipAddr(c.masters[0].ip))
+		}
 	}
 	if err := c.writeKubeconfig(ca); err != nil {
 		return nil, err
@@ -169,6 +176,11 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, retErr er
 		case derr := <-died:
 			return nil, derr
 		default:
+			return nil, err
+		}
+	}
+	if cfg.Workers > 0 {
+		if err := c.startWorkers(ctx, cfg.Workers); err != nil {
 			return nil, err
 		}
 	}
@@ -519,6 +531,9 @@ func (c *Cluster) WaitHealthy(ctx context.Context, timeout time.Duration) error 
 // the clients and removes the namespaces and the bridge. Data dirs stay;
 // the caller decides about them.
 func (c *Cluster) Close() error {
+	// Workers first, while the API can still tell their kubelets to stop
+	// the pods.
+	workersErr := c.stopWorkers()
 	for _, cli := range c.etcd {
 		cli.Close()
 	}
@@ -546,7 +561,7 @@ func (c *Cluster) Close() error {
 		}
 	}
 	// Whatever else runs in the namespaces goes with them.
-	return cleanupMachine()
+	return errors.Join(workersErr, cleanupMachine())
 }
 
 func isClosed(ch chan struct{}) bool {

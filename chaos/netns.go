@@ -99,6 +99,9 @@ func Leftovers() []string {
 			left = append(left, "link "+l.Name())
 		}
 	}
+	if _, err := os.Stat(workersStateFile); err == nil {
+		left = append(left, "workers of "+workersStateFile)
+	}
 	return left
 }
 
@@ -106,8 +109,9 @@ func Leftovers() []string {
 // have left (one killed before its own cleanup ran). Only call it while
 // holding LockFile: then nothing of the kind belongs to a live run.
 func cleanupMachine() error {
+	// Pods first: their containers run in namespaces of their own.
+	errs := []error{cleanupWorkerDirs()}
 	entries, _ := os.ReadDir("/run/netns")
-	var errs []error
 	for _, e := range entries {
 		if !strings.HasPrefix(e.Name(), netnsPrefix) {
 			continue
@@ -180,25 +184,12 @@ func setupBridge(ctx context.Context) error {
 	return nil
 }
 
-// setupNetns makes master index i's namespace: lo, eth0 with its bridge
-// address (the other end enslaved to the bridge), a default route via the
-// host, and the empty partition chain hooked into INPUT and OUTPUT.
+// setupNetns makes master index i's namespace (see setupNamespace) with
+// the empty partition chain hooked into INPUT and OUTPUT.
 func setupNetns(ctx context.Context, i int) error {
-	ns, host, peer := netnsName(i), vethName(i), vethName(i)+"p"
-	for _, args := range [][]string{
-		{"ip", "netns", "add", ns},
-		{"ip", "link", "add", host, "type", "veth", "peer", "name", peer},
-		{"ip", "link", "set", host, "master", Bridge, "up"},
-		{"ip", "link", "set", peer, "netns", ns},
-		{"ip", "-n", ns, "link", "set", "lo", "up"},
-		{"ip", "-n", ns, "link", "set", peer, "name", "eth0"},
-		{"ip", "-n", ns, "addr", "add", masterIP(i) + subnetBits, "dev", "eth0"},
-		{"ip", "-n", ns, "link", "set", "eth0", "up"},
-		{"ip", "-n", ns, "route", "add", "default", "via", BridgeIP},
-	} {
-		if err := cmdRun(ctx, args...); err != nil {
-			return fmt.Errorf("chaos: namespace of %s: %w", memberName(i), err)
-		}
+	ns := netnsName(i)
+	if err := setupNamespace(ctx, ns, vethName(i), masterIP(i)); err != nil {
+		return fmt.Errorf("chaos: namespace of %s: %w", memberName(i), err)
 	}
 	for _, rule := range [][]string{
 		{"-N", partitionChain},
@@ -207,6 +198,28 @@ func setupNetns(ctx context.Context, i int) error {
 	} {
 		if err := iptablesIn(ctx, ns, rule...); err != nil {
 			return fmt.Errorf("chaos: namespace of %s: %w", memberName(i), err)
+		}
+	}
+	return nil
+}
+
+// setupNamespace makes network namespace ns: lo, eth0 with address ip (the
+// other end, host, enslaved to the bridge) and a default route via the host.
+func setupNamespace(ctx context.Context, ns, host, ip string) error {
+	peer := host + "p"
+	for _, args := range [][]string{
+		{"ip", "netns", "add", ns},
+		{"ip", "link", "add", host, "type", "veth", "peer", "name", peer},
+		{"ip", "link", "set", host, "master", Bridge, "up"},
+		{"ip", "link", "set", peer, "netns", ns},
+		{"ip", "-n", ns, "link", "set", "lo", "up"},
+		{"ip", "-n", ns, "link", "set", peer, "name", "eth0"},
+		{"ip", "-n", ns, "addr", "add", ip + subnetBits, "dev", "eth0"},
+		{"ip", "-n", ns, "link", "set", "eth0", "up"},
+		{"ip", "-n", ns, "route", "add", "default", "via", BridgeIP},
+	} {
+		if err := cmdRun(ctx, args...); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -36,6 +36,9 @@ type Options struct {
 	Clients, Keys, Watchers int
 	// NoKube runs no Kubernetes-API clients.
 	NoKube bool
+	// Workers starts this many workers running steady pods, which must
+	// keep their containers through every master fault.
+	Workers int
 
 	// Settle is how long the workload keeps running after the final heal
 	// (default 5s), HealthTimeout how long a fault may take to heal
@@ -72,6 +75,8 @@ func (o *Options) Validate() error {
 		return usagef("--interval must be at least 1s, not %s", o.Interval)
 	case o.Count < 0:
 		return usagef("--count must not be negative")
+	case o.Workers < 0 || o.Workers > 9:
+		return usagef("--workers must be 0 to 9, not %d", o.Workers)
 	case o.Count == 0 && o.Duration < o.Interval:
 		return usagef("--duration (%s) must be at least --interval (%s), or give --count", o.Duration, o.Interval)
 	case o.Binary == "":
@@ -190,7 +195,7 @@ func Run(ctx context.Context, o Options) (rep *Report, retErr error) {
 	}()
 
 	r.logf("starting %d masters (binary %s, report %s)", o.Masters, o.Binary, reportDir)
-	cl, err := StartCluster(ctx, ClusterConfig{Binary: o.Binary, Masters: o.Masters, Dir: dataDir, LogDir: reportDir, MasterArgs: o.MasterArgs, Logger: log})
+	cl, err := StartCluster(ctx, ClusterConfig{Binary: o.Binary, Masters: o.Masters, Dir: dataDir, LogDir: reportDir, MasterArgs: o.MasterArgs, Workers: o.Workers, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -200,6 +205,13 @@ func Run(ctx context.Context, o Options) (rep *Report, retErr error) {
 			retErr = errors.Join(retErr, fmt.Errorf("chaos: cleanup: %w", err))
 		}
 	}()
+	var steady []podRecord
+	if o.Workers > 0 {
+		r.logf("%d workers up; starting %d steady pods", o.Workers, 2*o.Workers)
+		if steady, err = cl.startSteadyPods(ctx, int32(2*o.Workers)); err != nil {
+			return nil, err
+		}
+	}
 	r.logf("cluster healthy; starting the workload")
 
 	wcfg := workload.Config{EtcdEndpoints: cl.EtcdEndpoints(), Clients: o.Clients, Keys: o.Keys, Watchers: o.Watchers,
@@ -294,6 +306,9 @@ func Run(ctx context.Context, o Options) (rep *Report, retErr error) {
 	}
 	rep.Results = check.Run(ctx, in)
 	rep.Results = append(rep.Results, harnessResults(rep, quorumLoss)...)
+	if o.Workers > 0 {
+		rep.Results = append(rep.Results, cl.checkSteadyPods(ctx, steady))
+	}
 	rep.Recovery = recoveryStats(rep.Faults, rep.FaultLeaders, wl.FirstWriteOKAfter)
 	if err := rep.write(); err != nil {
 		faultErr = errors.Join(faultErr, err)
