@@ -113,6 +113,31 @@ func TestPackerValidate(t *testing.T) {
 	}
 }
 
+// TestImagePlaybookSyntax checks that ansible/image.yml, which the build's
+// ansible provisioner runs, still parses and finds the synod_common role and
+// its dependencies (a renamed role or a broken task file fails here, not
+// minutes into an emulated build).
+func TestImagePlaybookSyntax(t *testing.T) {
+	requireTools(t, "ansible-playbook")
+	ansibleDir, err := filepath.Abs(filepath.Join("..", "ansible"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{
+		"ANSIBLE_CONFIG=" + filepath.Join(ansibleDir, "ansible.cfg"),
+		"ANSIBLE_LOCAL_TEMP=" + t.TempDir(),
+		"ANSIBLE_NOCOLOR=True",
+	}
+	out, code := run(t, ansibleDir, env, "ansible-playbook", "--syntax-check", "-i", "default,", "image.yml")
+	if code != 0 {
+		t.Fatalf("ansible-playbook --syntax-check image.yml: exit %d\n%s", code, out)
+	}
+	out, code = run(t, ansibleDir, env, "ansible-playbook", "--list-tasks", "-i", "default,", "image.yml")
+	if code != 0 || !strings.Contains(out, "synod_common :") {
+		t.Fatalf("ansible-playbook --list-tasks image.yml: exit %d, want synod_common's tasks:\n%s", code, out)
+	}
+}
+
 // checkPackages is what check-image.sh requires by default (and
 // variables.pkr.hcl's check_packages).
 var checkPackages = []string{"containerd", "runc", "iptables", "iproute2", "ca-certificates", "conntrack"}
