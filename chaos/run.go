@@ -333,15 +333,20 @@ func harnessResults(rep *Report, quorumLoss []window) []check.Result {
 	}
 	nq := check.Result{Name: "no-writes-without-quorum", Pass: true}
 	var bad []history.Op
+	tried := 0
 	for _, w := range quorumLoss {
 		for _, op := range rep.History.Ops {
-			if op.OK && op.IsWrite() && op.Call >= w.from.UnixNano() && op.Return <= w.to.UnixNano() {
+			if !op.IsWrite() || op.Call < w.from.UnixNano() || op.Call > w.to.UnixNano() {
+				continue
+			}
+			tried++
+			if op.OK && op.Return <= w.to.UnixNano() {
 				bad = append(bad, op)
 			}
 		}
 	}
 	if len(bad) == 0 {
-		nq.Evidence = fmt.Sprintf("no write invoked while a majority was dead was acknowledged before it came back (%d windows)", len(quorumLoss))
+		nq.Evidence = fmt.Sprintf("none of %d writes invoked while a majority was dead (%d times) was acknowledged before it came back", tried, len(quorumLoss))
 	} else {
 		nq.Pass = false
 		nq.Evidence = fmt.Sprintf("%d write(s) acknowledged while a majority was dead, e.g. client %d %s %q at %s",
@@ -378,8 +383,8 @@ func (r *runner) progress(ctx context.Context, wl *workload.Workload) {
 			last = time.Since(st.LastWriteOK).Round(100*time.Millisecond).String() + " ago"
 		}
 		r.mu.Lock()
-		line := fmt.Sprintf("[%6s] faults %d/%d  ops %d ok %d failed %d unknown %d  kube %d/%d  last write ok %s",
-			time.Since(r.start).Round(time.Second), r.done, len(r.steps), st.Ops, st.OK, st.Failed, st.Unknown, st.KubeOK, st.KubeOps, last)
+		line := fmt.Sprintf("[%6s] faults %d/%d  ops %d ok %d failed %d unknown %d  kube ops %d ok %d  last write ok %s",
+			time.Since(r.start).Round(time.Second), r.done, len(r.steps), st.Ops, st.OK, st.Failed, st.Unknown, st.KubeOps, st.KubeOK, last)
 		if r.opts.ProgressTTY {
 			fmt.Fprint(r.opts.Progress, "\r\033[K"+line)
 			r.lineShown = true
