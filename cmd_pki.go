@@ -22,7 +22,7 @@ import (
 // each call with "create if missing", and regenerating a certificate by
 // accident would break a running cluster.
 func pkiCommand() *cli.Command {
-	dirFlag := &cli.StringFlag{Name: "dir", Required: true, Usage: "CA directory (ca.crt, ca.key; the CA is created there if missing)"}
+	dirFlag := &cli.StringFlag{Name: "dir", Usage: "CA directory (ca.crt, ca.key; the CA is created there if missing) (required)"}
 	validity := &cli.DurationFlag{Name: "validity", Value: pki.DefaultValidity, Usage: "certificate lifetime"}
 	return &cli.Command{
 		Name:   "pki",
@@ -41,12 +41,12 @@ func pkiCommand() *cli.Command {
 				Description: "--kind serving: TLS server (apiserver, etcd client port); peer: server and client\n" +
 					"(raft peer mutual TLS); client: CN --user, O --group (Kubernetes identity).",
 				Flags: []cli.Flag{dirFlag, validity,
-					&cli.StringFlag{Name: "kind", Required: true, Usage: "serving, peer or client"},
+					&cli.StringFlag{Name: "kind", Usage: "serving, peer or client (required)"},
 					&cli.StringSliceFlag{Name: "host", Usage: "SAN (IP or DNS name) for serving and peer certificates; repeat"},
 					&cli.StringFlag{Name: "user", Usage: "client certificate user (CN)"},
 					&cli.StringSliceFlag{Name: "group", Usage: "client certificate group (O); repeat"},
-					&cli.StringFlag{Name: "cert-out", Required: true, Usage: "certificate file to write"},
-					&cli.StringFlag{Name: "key-out", Required: true, Usage: "key file to write (mode 0600)"},
+					&cli.StringFlag{Name: "cert-out", Usage: "certificate file to write (required)"},
+					&cli.StringFlag{Name: "key-out", Usage: "key file to write, mode 0600 (required)"},
 				},
 				Action: pkiCert,
 			},
@@ -54,25 +54,39 @@ func pkiCommand() *cli.Command {
 				Name:  "kubeconfig",
 				Usage: "write a kubeconfig with a client certificate for --user signed by the CA in --dir",
 				Flags: []cli.Flag{dirFlag, validity,
-					&cli.StringFlag{Name: "server", Required: true, Usage: "API URL, https://HOST:PORT"},
+					&cli.StringFlag{Name: "server", Usage: "API URL, https://HOST:PORT (required)"},
 					&cli.StringFlag{Name: "user", Value: "admin", Usage: "user name (certificate CN)"},
 					&cli.StringSliceFlag{Name: "group", Usage: "group (certificate O); repeat"},
-					&cli.StringFlag{Name: "out", Required: true, Usage: "kubeconfig file to write (mode 0600)"},
+					&cli.StringFlag{Name: "out", Usage: "kubeconfig file to write, mode 0600 (required)"},
 				},
 				Action: pkiKubeconfig,
 			},
 			{
 				Name:   "gossip-key",
 				Usage:  "write a new random gossip encryption key (base64, 32 bytes) to --out",
-				Flags:  []cli.Flag{&cli.StringFlag{Name: "out", Required: true, Usage: "key file to write (mode 0600)"}},
+				Flags:  []cli.Flag{&cli.StringFlag{Name: "out", Usage: "key file to write, mode 0600 (required)"}},
 				Action: pkiGossipKey,
 			},
 		},
 	}
 }
 
+// requireFlags reports the first of names that was not given as a usage
+// error (exit 2), as every synod command does for bad usage.
+func requireFlags(c *cli.Context, names ...string) error {
+	for _, n := range names {
+		if c.String(n) == "" {
+			return usageError(c, "--%s is required", n)
+		}
+	}
+	return nil
+}
+
 func pkiCA(c *cli.Context) error {
 	if err := exactArgs(c, 0, "no arguments"); err != nil {
+		return err
+	}
+	if err := requireFlags(c, "dir"); err != nil {
 		return err
 	}
 	if _, err := pki.EnsureCA(c.String("dir")); err != nil {
@@ -84,6 +98,9 @@ func pkiCA(c *cli.Context) error {
 
 func pkiCert(c *cli.Context) error {
 	if err := exactArgs(c, 0, "no arguments"); err != nil {
+		return err
+	}
+	if err := requireFlags(c, "dir", "kind", "cert-out", "key-out"); err != nil {
 		return err
 	}
 	kind, hosts := c.String("kind"), c.StringSlice("host")
@@ -136,6 +153,9 @@ func pkiKubeconfig(c *cli.Context) error {
 	if err := exactArgs(c, 0, "no arguments"); err != nil {
 		return err
 	}
+	if err := requireFlags(c, "dir", "server", "out"); err != nil {
+		return err
+	}
 	if c.String("user") == "" {
 		return usageError(c, "--user must not be empty")
 	}
@@ -163,6 +183,9 @@ func pkiKubeconfig(c *cli.Context) error {
 
 func pkiGossipKey(c *cli.Context) error {
 	if err := exactArgs(c, 0, "no arguments"); err != nil {
+		return err
+	}
+	if err := requireFlags(c, "out"); err != nil {
 		return err
 	}
 	key := make([]byte, 32)
