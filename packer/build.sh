@@ -72,6 +72,12 @@ fi
 echo "image: packer build -only=$source (log: $OUT/packer.log)"
 # Packer copies downloads into its cache; keep that under out/ too.
 export PACKER_CACHE_DIR="$OUT/packer_cache"
+# Packer 1.6.6 leaves the staging directory of cd_files behind in TMPDIR:
+# give it one of its own and remove it afterwards.
+export TMPDIR="$OUT/tmp"
+rm -rf "$TMPDIR"
+mkdir -p "$TMPDIR"
+trap 'rm -rf "$TMPDIR"' EXIT
 if ! packer build -color=false -force -only="$source" "${vars[@]}" "$@" packer 2>&1 | tee "$OUT/packer.log"; then
 	die "packer build failed (log: $OUT/packer.log, serial console: $OUT/$NAME.serial.log)"
 fi
