@@ -194,7 +194,8 @@ func TestTestbedBootstrap(t *testing.T) {
 			t.Errorf("down.sh: %v\n%s", err, out)
 		}
 	})
-	if out, err := run(t, 5*time.Minute, env, "testbed/up.sh", "3", "1"); err != nil {
+	// Up to 10 minutes: the first run on a machine debootstraps the rootfs.
+	if out, err := run(t, 10*time.Minute, env, "testbed/up.sh", "3", "1"); err != nil {
 		t.Fatalf("up.sh 3 1: %v\n%s", err, out)
 	}
 
