@@ -199,12 +199,14 @@ func TestTestbedBootstrap(t *testing.T) {
 		t.Fatalf("up.sh 3 1: %v\n%s", err, out)
 	}
 
+	var lastOut string
 	site := func(what string) map[string]map[string]int {
 		out, err := run(t, 8*time.Minute, env, "ansible-playbook", "-i", inventory, "site.yml", "-e", "synod_binary_src="+bin)
 		if err != nil {
 			journals(t, env, inventory)
 			t.Fatalf("site.yml (%s): %v\n%s", what, err, out)
 		}
+		lastOut = out
 		hosts := recap(t, out)
 		for _, h := range []string{"m1", "m2", "m3", "w1"} {
 			if hosts[h] == nil || hosts[h]["failed"] != 0 || hosts[h]["unreachable"] != 0 {
@@ -263,9 +265,23 @@ func TestTestbedBootstrap(t *testing.T) {
 	second := site("second run")
 	for h, c := range second {
 		if c["changed"] != 0 {
-			t.Errorf("second site.yml run: host %s changed=%d, want 0", h, c["changed"])
+			t.Errorf("second site.yml run: host %s changed=%d, want 0; changed tasks:\n%s", h, c["changed"], changedTasks(lastOut))
 		}
 	}
+}
+
+// changedTasks lists the "TASK [...]" headers followed by a "changed:" line.
+func changedTasks(out string) string {
+	var b strings.Builder
+	task := ""
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "TASK [") {
+			task = line
+		} else if strings.HasPrefix(line, "changed: ") {
+			fmt.Fprintf(&b, "%s\n  %s\n", task, line)
+		}
+	}
+	return b.String()
 }
 
 func ready(n *corev1.Node) bool {
