@@ -140,7 +140,7 @@ func TestImagePlaybookSyntax(t *testing.T) {
 
 // checkPackages is what check-image.sh requires by default (and
 // variables.pkr.hcl's check_packages).
-var checkPackages = []string{"containerd", "runc", "iptables", "iproute2", "ca-certificates", "conntrack"}
+var checkPackages = []string{"containerd", "runc", "containernetworking-plugins", "iptables", "iproute2", "ca-certificates", "conntrack"}
 
 // synodBinary is the binary to put in a fake root: SYNOD_BINARY (make test
 // builds it once) or a fresh build.

@@ -104,6 +104,6 @@ variable "operator_ssh_public_key" {
 
 variable "check_packages" {
   type        = list(string)
-  default     = ["containerd", "runc", "iptables", "iproute2", "ca-certificates", "conntrack"]
+  default     = ["containerd", "runc", "containernetworking-plugins", "iptables", "iproute2", "ca-certificates", "conntrack"]
   description = "Debian packages the check step requires in the finished image; the build fails if one is missing."
 }
