@@ -234,9 +234,18 @@ func (w *podWorker) load(ctx context.Context) error {
 		if n > 1 {
 			rec.prev = &attempt{id: ss[n-2].ID, restartCount: restartCountOf(ss[n-2]), state: ss[n-2]}
 		}
-		if rec.cur.state.Phase == runtime.Running {
+		switch rec.cur.state.Phase {
+		case runtime.Running:
 			w.log.Info("adopted running container", "container", name, "id", rec.cur.id, "restartCount", rec.cur.restartCount)
 			w.watchExit(rec.cur.id)
+		case runtime.Created:
+			// Created but never started when the last kubelet went away:
+			// no start will come by itself, so count it as a failed start
+			// and let the restart policy take over.
+			rec.cur.startErr = "container was created but not started before the kubelet restarted"
+			rec.cur.failedAt = time.Now()
+		case runtime.Exited:
+			w.log.Info("found exited container", "container", name, "id", rec.cur.id, "exitCode", rec.cur.state.ExitCode)
 		}
 	}
 	return nil

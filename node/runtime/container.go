@@ -494,14 +494,14 @@ func (r *Runtime) state(ctx context.Context, c containerd.Container, info contai
 	}
 	task, err := c.Task(ctx, nil)
 	if errdefs.IsNotFound(err) {
-		return s, nil
+		return s.lostTask(info), nil
 	}
 	if err != nil {
 		return State{}, fmt.Errorf("runtime: container %s task: %w", info.ID, err)
 	}
 	st, err := task.Status(ctx)
 	if errdefs.IsNotFound(err) {
-		return s, nil
+		return s.lostTask(info), nil
 	}
 	if err != nil {
 		return State{}, fmt.Errorf("runtime: container %s task status: %w", info.ID, err)
@@ -521,6 +521,29 @@ func (r *Runtime) state(ctx context.Context, c containerd.Container, info contai
 		s.Phase = Unknown
 	}
 	return s, nil
+}
+
+// lostTaskExitCode is what a container whose process vanished with its
+// shim reports, as containerd's CRI plugin does for a task it cannot find
+// after a restart.
+const lostTaskExitCode = 255
+
+// lostTask is the state of a container without a task. One that never
+// started is Created; one that did has lost its process together with its
+// shim (the whole worker was killed, containerd included): it is over,
+// with an unknown exit, so the kubelet restarts it by its restart policy
+// instead of waiting forever for a start that will not come.
+func (s State) lostTask(info containers.Container) State {
+	if s.StartedAt.IsZero() {
+		return s
+	}
+	s.Phase = Exited
+	s.ExitCode = lostTaskExitCode
+	s.FinishedAt = info.UpdatedAt
+	if s.FinishedAt.Before(s.StartedAt) {
+		s.FinishedAt = s.StartedAt
+	}
+	return s
 }
 
 // ListContainers returns the state of every container this runtime

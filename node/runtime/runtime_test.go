@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -820,4 +821,89 @@ func TestFollowRunningContainerLog(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("follow ended %s after start", d)
 	}
+}
+
+// TestLostTaskIsExited: the whole worker dies at once, as systemd's default
+// KillMode does to a unit (containerd, the shims and the containers
+// together). A runtime started again on the same state dir finds the
+// container Exited with code 255, as containerd's CRI reports a lost task,
+// not Created, so the kubelet restarts it by its restart policy instead of
+// waiting for a start that never comes.
+func TestLostTaskIsExited(t *testing.T) {
+	need(t)
+	ctx := ctxFor(t, 90*time.Second)
+	dir, err := os.MkdirTemp("", "synod-rtl-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	tarPath, ref := testimage.Busybox(t, t.TempDir())
+	first, err := Start(ctx, Config{StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(tarPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = first.ImportImage(ctx, f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := ContainerSpec{ID: NewContainerID(), PodUID: "pod-lost", Name: "c", Image: ref,
+		Command: []string{"sleep", "3600"}, LogPath: filepath.Join(t.TempDir(), "0.log")}
+	if err := first.CreateContainer(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.StartContainer(ctx, spec.ID); err != nil {
+		t.Fatal(err)
+	}
+	st, err := first.ContainerStatus(ctx, spec.ID)
+	if err != nil || st.Phase != Running || st.PID == 0 {
+		t.Fatalf("status %+v %v", st, err)
+	}
+	ctr := int(st.PID)
+	shim := parentPID(t, ctr)
+	daemon := first.daemon.pid
+	for _, pid := range []int{daemon, shim, ctr} {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	eventually(t, 15*time.Second, "containerd, shim and container gone", func() bool {
+		return (!alive(daemon) || zombie(daemon)) && !alive(shim) && !alive(ctr)
+	})
+	_ = first.Close() // its daemon is gone already
+
+	second, err := Start(ctx, Config{StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = second.Close() })
+	found, err := second.ListContainers(ctx, map[string]string{LabelPodUID: "pod-lost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) != 1 || found[0].ID != spec.ID || found[0].Phase != Exited || found[0].ExitCode != 255 || found[0].FinishedAt.IsZero() {
+		t.Fatalf("after the crash found %+v, want container %s Exited with 255", found, spec.ID)
+	}
+	if err := second.RemoveContainer(ctx, spec.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// parentPID reads pid's parent from /proc.
+func parentPID(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ppid := 0
+	fmt.Sscanf(fields[1], "%d", &ppid)
+	if ppid <= 1 {
+		t.Fatalf("pid %d has parent %d", pid, ppid)
+	}
+	return ppid
 }
