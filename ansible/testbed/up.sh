@@ -7,7 +7,8 @@
 #
 # Needs root, debootstrap and systemd-container; no host systemd or dbus
 # (machines are not registered with machined). The rootfs is debootstrapped
-# once into /var/cache/synod-testbed/rootfs and copied per machine.
+# once into /var/cache/synod-testbed/rootfs-<hash of suite and packages> and
+# copied per machine.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -38,6 +39,11 @@ if [ ! -d "$TB_ROOTFS" ]; then
 	debootstrap --variant=minbase --include="$TB_PACKAGES" "$TB_SUITE" "$TB_ROOTFS.tmp" "$TB_MIRROR" \
 		>"$TB_CACHE/debootstrap.log" 2>&1 || tb_die "debootstrap failed; see $TB_CACHE/debootstrap.log"
 	mv "$TB_ROOTFS.tmp" "$TB_ROOTFS"
+	# Rootfs caches of other package lists are stale now.
+	for old in "$TB_CACHE"/rootfs "$TB_CACHE"/rootfs-*; do
+		case "$old" in "$TB_ROOTFS" | *.tmp) continue ;; esac
+		if [ -d "$old" ]; then rm -rf "$old"; fi
+	done
 fi
 flock -u 9
 
