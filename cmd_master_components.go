@@ -73,6 +73,9 @@ func componentConfig(c *cli.Context) (components.Config, error) {
 	if cfg.RetryPeriod <= 0 || float64(cfg.RenewDeadline) <= 1.2*float64(cfg.RetryPeriod) {
 		return cfg, fmt.Errorf("--leader-elect-renew-deadline %s must be greater than 1.2 x --leader-elect-retry-period %s", cfg.RenewDeadline, cfg.RetryPeriod)
 	}
+	if cfg.RenewDeadline <= time.Second+time.Duration(1.2*float64(cfg.RetryPeriod)) {
+		return cfg, fmt.Errorf("--leader-elect-renew-deadline %s must be greater than 1s + 1.2 x --leader-elect-retry-period %s (other masters see lease renewals in whole seconds)", cfg.RenewDeadline, cfg.RetryPeriod)
+	}
 	_, cidr, err := net.ParseCIDR(cfg.ControllerOptions.ClusterCIDR)
 	if err != nil {
 		return cfg, fmt.Errorf("--cluster-cidr: %w", err)

@@ -1,7 +1,9 @@
 package leader
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -78,6 +80,12 @@ func New(cfg Config) (*Elector, error) {
 	}
 	if cfg.LeaseDuration <= cfg.RenewDeadline {
 		return nil, fmt.Errorf("leader: lease duration %s must be greater than renew deadline %s", cfg.LeaseDuration, cfg.RenewDeadline)
+	}
+	if minRenew := time.Second + time.Duration(leaderelection.JitterFactor*float64(cfg.RetryPeriod)); cfg.RenewDeadline <= minRenew {
+		// The fence moves only with renewals other candidates can see, and
+		// they see renew times in whole seconds (see trackingLock.record).
+		return nil, fmt.Errorf("leader: renew deadline %s must be longer than 1s + %.1f x retry period %s (%s): other candidates see renewals at whole-second resolution",
+			cfg.RenewDeadline, leaderelection.JitterFactor, cfg.RetryPeriod, minRenew)
 	}
 	if float64(cfg.RenewDeadline) <= leaderelection.JitterFactor*float64(cfg.RetryPeriod) {
 		return nil, fmt.Errorf("leader: renew deadline %s must be greater than %.1f x retry period %s", cfg.RenewDeadline, leaderelection.JitterFactor, cfg.RetryPeriod)
@@ -236,6 +244,9 @@ type trackingLock struct {
 	mu        sync.Mutex
 	renewedAt time.Time // monotonic; zero when not holding
 	leader    bool      // this term's acquire succeeded (work was started)
+	// rawRecord is the last record written, serialized as other
+	// candidates compare it (see record).
+	rawRecord []byte
 }
 
 // RecordEvent is called by client-go synchronously with "became leader" when
@@ -283,9 +294,20 @@ func (l *trackingLock) record(sent time.Time, ler resourcelock.LeaderElectionRec
 	case err != nil:
 		// Unknown outcome: keep the previous renewal time, which only ages.
 	case ler.HolderIdentity == l.Identity():
-		l.renewedAt = sent
+		// Other candidates restart their lease clock only when the
+		// record they read changes, compared as JSON in which the renew
+		// time has whole seconds: renewals within one second look alike
+		// to them. So only a renewal that changes that JSON moves the
+		// fence; counting every renewal let a paused holder's fence run
+		// up to a second past a takeover.
+		raw, merr := json.Marshal(ler)
+		if merr != nil || !bytes.Equal(raw, l.rawRecord) {
+			l.renewedAt = sent
+			l.rawRecord = raw
+		}
 	default:
 		l.renewedAt = time.Time{}
+		l.rawRecord = nil
 	}
 }
 

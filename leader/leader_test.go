@@ -85,7 +85,7 @@ func startCandidate(t *testing.T, base *rest.Config, name string, j *journal) *c
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { net.next = rt; return net })
 	client := kubernetes.NewForConfigOrDie(cfg)
 	el, err := leader.New(leader.Config{Client: client, Name: "test-component", Identity: name,
-		LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 200 * time.Millisecond})
+		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,6 +225,11 @@ func TestConfigValidation(t *testing.T) {
 	bad.RenewDeadline, bad.RetryPeriod = time.Second, time.Second
 	if _, err := leader.New(bad); err == nil {
 		t.Error("renew deadline <= 1.2 x retry accepted")
+	}
+	bad = base
+	bad.LeaseDuration, bad.RenewDeadline, bad.RetryPeriod = 2*time.Second, time.Second, 200*time.Millisecond
+	if _, err := leader.New(bad); err == nil {
+		t.Error("renew deadline <= 1s + 1.2 x retry accepted (renewals are seen in whole seconds)")
 	}
 	bad = base
 	bad.LeaseDuration = 1500 * time.Millisecond
