@@ -74,14 +74,49 @@ func (s *Server) readIndex() (uint64, error) {
 		return 0, err
 	}
 	term := s.raft.CurrentTerm()
-	idx := s.fsm.applied.Load()
+	commit := s.raft.CommitIndex()
 	if err := s.raft.VerifyLeader().Error(); err != nil {
 		return 0, err
 	}
 	if s.raft.CurrentTerm() != term || s.readyTerm.Load() != term {
 		return 0, raft.ErrLeadershipLost
 	}
-	return idx, nil
+	// hashicorp/raft applies committed entries to the FSM asynchronously,
+	// and a follower can apply an entry before the leader's own FSM does.
+	// So the index handed out must cover every command committed so far,
+	// not just what this FSM applied: otherwise a read served elsewhere
+	// could see less than one that finished before it started (the chaos
+	// revisions check caught exactly that).
+	target := s.lastCommandAtOrBelow(commit)
+	if err := s.waitAppliedFor(target, applyTimeout); err != nil {
+		return 0, err
+	}
+	return s.fsm.applied.Load(), nil
+}
+
+// lastCommandAtOrBelow is the index of the last command entry at or below
+// index (no-ops, barriers and configuration entries never reach the FSM's
+// applied index), or what the FSM applied if there is none above it.
+func (s *Server) lastCommandAtOrBelow(index uint64) uint64 {
+	applied := s.fsm.applied.Load()
+	for i := index; i > applied; i-- {
+		var l raft.Log
+		if err := s.logs.GetLog(i, &l); err != nil {
+			// Compacted into a snapshot, which the FSM restored: applied.
+			return applied
+		}
+		if l.Type == raft.LogCommand {
+			return i
+		}
+	}
+	return applied
+}
+
+// waitAppliedFor is waitApplied bounded by d, for callers without a context.
+func (s *Server) waitAppliedFor(idx uint64, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return s.waitApplied(ctx, idx)
 }
 
 // linearizableBarrier returns once this member's FSM is up to date enough to
