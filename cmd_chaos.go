@@ -20,6 +20,10 @@ func chaosCommand() *cli.Command {
 	for _, k := range chaos.Kinds {
 		fmt.Fprintf(&kinds, "  %-15s %s\n", k, chaos.KindHelp[k])
 	}
+	var remoteKinds strings.Builder
+	for _, k := range chaos.RemoteKinds {
+		fmt.Fprintf(&remoteKinds, "  %-15s %s\n", k, chaos.RemoteKindHelp[k])
+	}
 	return &cli.Command{
 		Name:   "chaos",
 		Usage:  "fault-injection tests of a real cluster",
@@ -42,6 +46,14 @@ func chaosCommand() *cli.Command {
 				"Everything it created on the machine is removed at the end, also on Ctrl-C; one run at a time\n" +
 				"(" + chaos.LockFile + ").\n\n" +
 				"Fault kinds (--faults, comma-separated, or all):\n" + kinds.String() + "\n" +
+				"With --inventory FILE it runs against the cluster ansible/site.yml deployed from FILE instead\n" +
+				"(the control host's synod-<cluster>/ PKI and admin kubeconfig next to FILE; SSH as the\n" +
+				"inventory says), checks the masters' journals (journalctl -u synod-master) and leaves every\n" +
+				"synod-master started. --masters, --workers and --binary do not apply. The testbed kinds act on\n" +
+				"the nspawn testbed (ansible/testbed/up.sh; --testbed-state) from its host, as root; take its\n" +
+				"lock (flock /run/lock/synod-testbed.lock ...) as its other users do. Kinds with --inventory\n" +
+				"(default kill,leader-kill):\n" +
+				remoteKinds.String() + "\n" +
 				"Exit codes: 0 every check passed, 1 a check failed or the harness failed, 2 bad usage.",
 			Flags: []cli.Flag{
 				&cli.IntFlag{Name: "masters", Value: 3, Usage: "masters: 3, 5 or 7"},
@@ -61,7 +73,8 @@ func chaosCommand() *cli.Command {
 				&cli.DurationFlag{Name: "settle", Value: 5 * time.Second, Usage: "how long the workload runs on after the final heal"},
 				&cli.DurationFlag{Name: "wait-lock", Usage: "wait this long for another chaos run to finish (default: fail at once)"},
 				&cli.BoolFlag{Name: "print-schedule", Usage: "print the schedule and exit (no root needed)"},
-				&cli.StringFlag{Name: "inventory", Usage: "Ansible inventory of a deployed cluster to run against (not yet supported)"},
+				&cli.StringFlag{Name: "inventory", Usage: "INI Ansible inventory of a cluster site.yml deployed: run against it (see above)"},
+				&cli.StringFlag{Name: "testbed-state", Value: "/var/lib/synod-testbed", Usage: "with --inventory: the nspawn testbed's state dir (machine pids) for the testbed kinds"},
 				// Test-only: passes flags such as --unsafe-chaos-bug to
 				// every master, to prove that the checks can fail.
 				&cli.StringSliceFlag{Name: "master-arg", Hidden: true, Usage: "extra `synod master` argument (repeat)"},
@@ -76,8 +89,7 @@ func runChaos(c *cli.Context) error {
 		return err
 	}
 	if c.IsSet("inventory") {
-		// TODO(issue 7): run against an Ansible-deployed cluster.
-		return usageError(c, "--inventory is not yet supported: the harness runs its own cluster on this machine")
+		return runChaosRemote(c)
 	}
 	kinds, err := chaos.ParseKinds(c.String("faults"))
 	if err != nil {

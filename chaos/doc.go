@@ -12,4 +12,9 @@
 // its context is cancelled; a machine-wide lock keeps two runs apart, and a
 // run that was killed outright is cleaned up by the next one. It needs root,
 // nsenter, ip and iptables.
+//
+// RunRemote (remote*.go) runs the same workload and checks against a
+// cluster ansible/site.yml deployed, from the control host: it kills
+// masters' services through SSH and, on the nspawn testbed, stops, pauses
+// and cuts off whole machines, and it leaves the cluster healed.
 package chaos

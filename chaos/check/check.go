@@ -2,6 +2,7 @@ package check
 
 import (
 	"context"
+	"crypto/tls"
 	"time"
 
 	"synod/chaos/history"
@@ -44,6 +45,9 @@ type Input struct {
 	// SettleTimeout bounds the wait for the healed cluster to take the
 	// final write and for every member to catch up; default 60s.
 	SettleTimeout time.Duration
+	// EtcdTLS is the TLS config for the masters' https etcd endpoints (a
+	// deployed cluster); nil = plain.
+	EtcdTLS *tls.Config
 
 	// replay is a member's replay of the key prefix, when there is one.
 	replay []history.WatchEvent

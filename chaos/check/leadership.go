@@ -44,11 +44,13 @@ func (iv Interval) end() time.Time {
 
 // killsOf returns when each master was SIGKILLed according to the fault
 // timeline: kinds that kill (kill, leader-kill, majority-kill,
-// component-kill, restart) hit the masters named in Target.
+// component-kill, restart, machine-stop) hit the masters named in Target.
 func killsOf(faults []Fault) map[string][]time.Time {
 	out := map[string][]time.Time{}
 	for _, f := range faults {
-		if !strings.Contains(f.Kind, "kill") && f.Kind != "restart" {
+		// machine-stop (a deployed cluster's machine killed whole) kills
+		// its master as well.
+		if !strings.Contains(f.Kind, "kill") && f.Kind != "restart" && f.Kind != "machine-stop" {
 			continue
 		}
 		for _, name := range targets(f.Target) {
@@ -75,7 +77,7 @@ func logField(fields map[string]string, k string) string {
 
 // readIntervals rebuilds every term of every component from the masters'
 // logs. A term with no stop record ended at the first kill of its master
-// after it started, or else at the master's next start.
+// after it started, or at the master's next start if that came first.
 func readIntervals(masters []MasterState, faults []Fault) ([]Interval, error) {
 	kills := killsOf(faults)
 	var all []Interval
@@ -89,6 +91,7 @@ func readIntervals(masters []MasterState, faults []Fault) ([]Interval, error) {
 		}
 		open := map[string]Interval{} // component/identity -> term
 		var starts []time.Time        // the master's process starts
+		var dangling []Interval       // terms of earlier processes with no stop record
 		sc := bufio.NewScanner(f)
 		sc.Buffer(make([]byte, 1<<20), 1<<24)
 		for sc.Scan() {
@@ -105,6 +108,13 @@ func readIntervals(masters []MasterState, faults []Fault) ([]Interval, error) {
 			case msgStarting:
 				if t, err := time.Parse(time.RFC3339Nano, logField(fields, "time")); err == nil {
 					starts = append(starts, t)
+				}
+				// A new process: terms still open belong to the old
+				// one (a rebooted machine may even reuse its pid, and
+				// so its identity).
+				for k, iv := range open {
+					dangling = append(dangling, iv)
+					delete(open, k)
 				}
 				continue
 			case msgAcquired, msgStopped:
@@ -139,17 +149,23 @@ func readIntervals(masters []MasterState, faults []Fault) ([]Interval, error) {
 			return nil, fmt.Errorf("leadership: read %s: %w", m.LogPath, err)
 		}
 		for _, iv := range open {
+			dangling = append(dangling, iv)
+		}
+		for _, iv := range dangling {
 			for _, k := range kills[m.Name] {
 				if k.After(iv.Start) && (iv.End.IsZero() || k.Before(iv.End)) {
 					iv.End, iv.EndedBy = k, "killed"
 				}
 			}
-			if iv.End.IsZero() {
-				for _, s := range starts {
-					if s.After(iv.Start) {
+			// A term never outlives its process: the master's next
+			// start ends it even without a fault on record (a deployed
+			// master that crashed or was restarted by hand).
+			for _, s := range starts {
+				if s.After(iv.Start) {
+					if iv.End.IsZero() || s.Before(iv.End) {
 						iv.End, iv.EndedBy = s, "restarted"
-						break
 					}
+					break
 				}
 			}
 			all = append(all, iv)

@@ -58,7 +58,7 @@ func collectMembers(ctx context.Context, in Input) ([]MemberData, string, error)
 		}
 	}()
 	for i, m := range in.Masters {
-		c, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint}, Logger: zap.NewNop()})
+		c, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint}, Logger: zap.NewNop(), TLS: in.EtcdTLS})
 		if err != nil {
 			return nil, "", fmt.Errorf("client for %s: %w", m.Name, err)
 		}

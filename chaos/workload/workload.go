@@ -2,6 +2,7 @@ package workload
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +23,9 @@ type Config struct {
 	// faulty member's answers are its own; a quarter use all members
 	// ("cluster clients", failing over inside clientv3).
 	EtcdEndpoints []string
+	// EtcdTLS is the etcd clients' TLS config (CA and client certificate)
+	// for https endpoints, as a deployed cluster serves; nil = plain.
+	EtcdTLS *tls.Config
 	// Kubeconfig is an admin kubeconfig; KubeServers each master's https
 	// apiserver URL (Kubernetes clients are spread over them). Without a
 	// Kubeconfig there are no Kubernetes-API clients.
@@ -136,7 +140,7 @@ func Start(ctx context.Context, cfg Config) (*Workload, error) {
 	w.hist.KubeNamespace = cfg.KubeNamespace
 	eps := append(append([][]string{}, splitEach(cfg.EtcdEndpoints)...), cfg.EtcdEndpoints)
 	for _, e := range eps {
-		c, err := clientv3.New(clientv3.Config{Endpoints: e, Logger: zap.NewNop(),
+		c, err := clientv3.New(clientv3.Config{Endpoints: e, Logger: zap.NewNop(), TLS: cfg.EtcdTLS,
 			DialKeepAliveTime: time.Second, DialKeepAliveTimeout: cfg.RequestTimeout})
 		if err != nil {
 			w.closeClients()
