@@ -471,60 +471,12 @@ func (c *Cluster) LeaseHolder(ctx context.Context, name string) (int, string, er
 // Healthy reports nil when every master answers a linearizable read and
 // all agree on one leader.
 func (c *Cluster) Healthy(ctx context.Context) error {
-	errs := make([]error, len(c.masters))
-	leaders := make([]uint64, len(c.masters))
-	var wg sync.WaitGroup
-	for i, m := range c.masters {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if !c.Running(i) {
-				errs[i] = fmt.Errorf("%s is not running", m.name)
-				return
-			}
-			gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			defer cancel()
-			if _, err := c.etcd[i].Get(gctx, "chaos-health"); err != nil {
-				errs[i] = fmt.Errorf("%s: %w", m.name, err)
-				return
-			}
-			st, err := c.etcd[i].Status(gctx, m.clientURL)
-			if err != nil {
-				errs[i] = fmt.Errorf("%s: status: %w", m.name, err)
-				return
-			}
-			leaders[i] = st.Leader
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	for i := range leaders {
-		if leaders[i] == 0 || leaders[i] != leaders[0] {
-			return fmt.Errorf("masters disagree on the leader: %x", leaders)
-		}
-	}
-	return nil
+	return etcdHealthy(ctx, c.etcd, c.EtcdEndpoints(), c.Name, c.Running)
 }
 
 // WaitHealthy polls Healthy until it holds or timeout passes.
 func (c *Cluster) WaitHealthy(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := c.Healthy(ctx)
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("chaos: cluster not healthy after %s: %w", timeout, err)
-		case <-tick.C:
-		}
-	}
+	return waitHealthy(ctx, timeout, 200*time.Millisecond, c.Healthy)
 }
 
 // Close stops every master (SIGCONT and SIGTERM, SIGKILL after 5s), closes

@@ -302,56 +302,12 @@ func (c *RemoteCluster) Leader(ctx context.Context) (int, error) {
 // Healthy reports nil when every master answers a linearizable read and
 // all agree on one leader.
 func (c *RemoteCluster) Healthy(ctx context.Context) error {
-	errs := make([]error, c.Size())
-	leaders := make([]uint64, c.Size())
-	var wg sync.WaitGroup
-	for i, ep := range c.EtcdEndpoints() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			defer cancel()
-			if _, err := c.etcd[i].Get(gctx, "chaos-health"); err != nil {
-				errs[i] = fmt.Errorf("%s: %w", c.Name(i), err)
-				return
-			}
-			st, err := c.etcd[i].Status(gctx, ep)
-			if err != nil {
-				errs[i] = fmt.Errorf("%s: status: %w", c.Name(i), err)
-				return
-			}
-			leaders[i] = st.Leader
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	for i := range leaders {
-		if leaders[i] == 0 || leaders[i] != leaders[0] {
-			return fmt.Errorf("masters disagree on the leader: %x", leaders)
-		}
-	}
-	return nil
+	return etcdHealthy(ctx, c.etcd, c.EtcdEndpoints(), c.Name, nil)
 }
 
 // WaitHealthy polls Healthy until it holds or timeout passes.
 func (c *RemoteCluster) WaitHealthy(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := c.Healthy(ctx)
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("chaos: cluster not healthy after %s: %w", timeout, err)
-		case <-tick.C:
-		}
-	}
+	return waitHealthy(ctx, timeout, 500*time.Millisecond, c.Healthy)
 }
 
 // FetchLogs writes each master's synod-master journal since since (all
