@@ -82,22 +82,8 @@ func RunRemote(ctx context.Context, o RemoteOptions) (rep *Report, retErr error)
 	if o.TestbedState == "" {
 		o.TestbedState = "/var/lib/synod-testbed"
 	}
-	if opts.ReportDir == "" {
-		opts.ReportDir = filepath.Join("reports", "chaos-"+time.Now().UTC().Format("20060102-150405"))
-	}
-	if opts.Settle == 0 {
-		opts.Settle = 5 * time.Second
-	}
-	if opts.HealthTimeout == 0 {
-		// A stopped machine boots again before its master starts.
-		opts.HealthTimeout = 90 * time.Second
-	}
-	if opts.Progress == nil {
-		opts.Progress = io.Discard
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	// A stopped machine boots again before its master starts.
+	opts.setDefaults(90 * time.Second)
 	tb := Testbed{State: o.TestbedState}
 	for _, k := range o.Kinds {
 		if k == KindMachineStop || k == KindMachinePause || k == KindLinkCut {

@@ -85,6 +85,13 @@ func (o *Options) Validate() error {
 	if _, err := os.Stat(o.Binary); err != nil {
 		return usagef("synod binary: %v", err)
 	}
+	o.setDefaults(60 * time.Second)
+	return nil
+}
+
+// setDefaults fills the report dir, settle time, health timeout, progress
+// writer and logger that were left zero; local and remote runs share it.
+func (o *Options) setDefaults(healthTimeout time.Duration) {
 	if o.ReportDir == "" {
 		o.ReportDir = filepath.Join("reports", "chaos-"+time.Now().UTC().Format("20060102-150405"))
 	}
@@ -92,7 +99,7 @@ func (o *Options) Validate() error {
 		o.Settle = 5 * time.Second
 	}
 	if o.HealthTimeout == 0 {
-		o.HealthTimeout = 60 * time.Second
+		o.HealthTimeout = healthTimeout
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
@@ -100,7 +107,6 @@ func (o *Options) Validate() error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return nil
 }
 
 // ScheduleConfig is the schedule the options ask for.
